@@ -1,0 +1,10 @@
+//! kpi: a SQL-declarative KPI engine.
+//!
+//! Metrics are YAML files holding SQL formulas; kpi loads them ([`spec`]), checks them against
+//! each other and, optionally, against the data's schema ([`validate`]), compiles them into
+//! DataFusion plans ([`compile`]), runs those plans over CSV or Parquet tables ([`source`],
+//! [`exec`]) and writes the results ([`output`]). The `kpi` binary is a thin CLI over this.
+
+pub mod diag;
+pub mod spec;
+pub mod sql;

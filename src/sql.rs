@@ -1,0 +1,326 @@
+//! SQL snippets inside YAML: parsing them with DataFusion's SQL parser, mapping the parser's
+//! positions back to the YAML file, and the few AST queries and rewrites the language needs.
+//!
+//! Positions: sqlparser reports 1-based `line:column` inside the snippet; a [`Text`] knows
+//! where each character of the snippet sits in the file, so every diagnostic lands on the
+//! exact bytes of the YAML source, block scalars included.
+
+use std::collections::HashSet;
+use std::ops::{ControlFlow, Range};
+use std::sync::LazyLock;
+
+use datafusion::sql::parser::DFParserBuilder;
+use datafusion::sql::sqlparser::ast::{
+    self, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, ObjectNamePart, Spanned,
+    Value, Visit, Visitor,
+};
+use datafusion::sql::sqlparser::tokenizer::Span;
+
+use crate::diag::Diagnostic;
+use crate::spec::Text;
+
+/// A parsed SQL expression and the text it came from.
+#[derive(Debug, Clone)]
+pub struct Sql {
+    pub text: Text,
+    pub ast: Expr,
+}
+
+impl Sql {
+    /// The file range of an AST span of this snippet.
+    pub fn span(&self, s: Span) -> Range<usize> {
+        map_span(&self.text, s)
+    }
+
+    /// The file range of an AST node of this snippet.
+    pub fn span_of(&self, node: &impl Spanned) -> Range<usize> {
+        self.span(node.span())
+    }
+}
+
+/// The file range of a sqlparser span inside `text`.
+pub fn map_span(text: &Text, s: Span) -> Range<usize> {
+    text.sql_span((s.start.line, s.start.column), (s.end.line, s.end.column))
+}
+
+/// Parses a SQL expression (a formula, filter, dimension…).
+pub fn parse_expr(text: &Text) -> Result<Sql, Diagnostic> {
+    if text.value.trim().is_empty() {
+        return Err(Diagnostic::error("sql-syntax", "empty SQL expression")
+            .at(text.file, text.span.start..text.span.end.max(text.span.start + 1), "write a SQL expression here"));
+    }
+    let parsed = DFParserBuilder::new(text.value.as_str())
+        .with_recursion_limit(64)
+        .build()
+        .and_then(|mut p| p.parse_into_expr());
+    match parsed {
+        Ok(e) if e.alias.is_some() => Err(Diagnostic::error("sql-syntax", "an alias (`AS name`) is not allowed here")
+            .at(text.file, text.span.clone(), "")
+            .help("the metric's or column's name is its key in the YAML")),
+        Ok(e) => Ok(Sql { text: text.clone(), ast: e.expr }),
+        Err(e) => Err(syntax_error(text, &e.to_string())),
+    }
+}
+
+/// Parses a SQL query (a model's `sql:`).
+pub fn parse_query(text: &Text) -> Result<Box<ast::Query>, Diagnostic> {
+    let parsed = DFParserBuilder::new(text.value.as_str())
+        .with_recursion_limit(64)
+        .build()
+        .and_then(|mut p| p.parse_statements());
+    let err = |msg: &str| Diagnostic::error("sql-syntax", msg.to_string()).at(text.file, text.span.clone(), "");
+    let mut statements = parsed.map_err(|e| syntax_error(text, &e.to_string()))?;
+    if statements.len() != 1 {
+        return Err(err("a model's `sql` holds exactly one SELECT statement"));
+    }
+    match statements.pop_front() {
+        Some(datafusion::sql::parser::Statement::Statement(s)) => match *s {
+            ast::Statement::Query(q) => Ok(q),
+            _ => Err(err("a model's `sql` must be a query (SELECT …)")),
+        },
+        _ => Err(err("a model's `sql` must be a query (SELECT …)")),
+    }
+}
+
+/// Turns a parser error message (`… at Line: 2, Column: 7`) into a diagnostic at that spot.
+fn syntax_error(text: &Text, message: &str) -> Diagnostic {
+    let message = message
+        .trim_start_matches("SQL error: ")
+        .trim_start_matches("ParserError(\"")
+        .trim_start_matches("TokenizerError(\"")
+        .trim_end_matches("\", None)")
+        .trim_end_matches("\")")
+        .to_string();
+    let (clean, pos) = match message.rfind(" at Line: ") {
+        Some(i) => {
+            let tail = &message[i + " at Line: ".len()..];
+            let mut parts = tail.split(", Column: ");
+            let line = parts.next().and_then(|l| l.trim().parse::<u64>().ok());
+            let col = parts.next().and_then(|c| c.trim().trim_end_matches(|c: char| !c.is_ascii_digit()).parse::<u64>().ok());
+            (message[..i].to_string(), line.zip(col))
+        }
+        None => (message.clone(), None),
+    };
+    let clean = clean.replace("sql parser error: ", "");
+    let span = match pos {
+        Some((l, c)) => {
+            let at = text.offset_of(l, c);
+            let end = text.value[at..].chars().next().map_or(at, |ch| at + ch.len_utf8());
+            let fs = text.file_span(at..end);
+            if fs.is_empty() { fs.start..fs.start + 1 } else { fs }
+        }
+        None => text.span.clone(),
+    };
+    Diagnostic::error("sql-syntax", format!("SQL syntax error: {clean}")).at(text.file, span, "")
+}
+
+/// Names of every aggregate function DataFusion knows, lowercased, aliases included.
+pub static AGGREGATES: LazyLock<HashSet<String>> = LazyLock::new(|| {
+    let state = datafusion::execution::SessionStateBuilder::new().with_default_features().build();
+    let mut names = HashSet::new();
+    for (name, f) in state.aggregate_functions() {
+        names.insert(name.to_ascii_lowercase());
+        for a in f.aliases() {
+            names.insert(a.to_ascii_lowercase());
+        }
+    }
+    names
+});
+
+/// Whether `name` is an aggregate function.
+pub fn is_aggregate(name: &str) -> bool {
+    AGGREGATES.contains(&name.to_ascii_lowercase())
+}
+
+/// The lowercased last part of a function's name.
+pub fn function_name(f: &ast::Function) -> String {
+    match f.name.0.last() {
+        Some(ObjectNamePart::Identifier(i)) => i.value.to_ascii_lowercase(),
+        _ => f.name.to_string().to_ascii_lowercase(),
+    }
+}
+
+/// A column reference: its name parts (`["customers", "segment"]`) and where it is.
+#[derive(Debug, Clone)]
+pub struct ColumnRef {
+    pub parts: Vec<String>,
+    pub span: Span,
+    /// Whether it sits inside an aggregate call (argument or FILTER clause).
+    pub in_aggregate: bool,
+}
+
+/// A function call found in an expression.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub name: String,
+    pub span: Span,
+    pub aggregate: bool,
+    /// Inside another aggregate's arguments.
+    pub nested: bool,
+    pub distinct: bool,
+    pub args: Vec<Expr>,
+    pub has_over: bool,
+}
+
+/// Everything the checks need to know about an expression, in one walk.
+#[derive(Debug, Default)]
+pub struct Facts {
+    pub columns: Vec<ColumnRef>,
+    pub calls: Vec<Call>,
+    pub placeholders: Vec<(String, Span)>,
+    pub subqueries: Vec<Span>,
+}
+
+impl Facts {
+    pub fn of(e: &Expr) -> Facts {
+        let mut v = FactVisitor { facts: Facts::default(), depth: 0, stack: Vec::new() };
+        let _ = e.visit(&mut v);
+        v.facts
+    }
+
+    pub fn has_aggregate(&self) -> bool {
+        self.calls.iter().any(|c| c.aggregate)
+    }
+}
+
+struct FactVisitor {
+    facts: Facts,
+    depth: usize,
+    stack: Vec<bool>,
+}
+
+impl Visitor for FactVisitor {
+    type Break = ();
+
+    fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
+        let mut agg = false;
+        match e {
+            Expr::Identifier(i) => self.facts.columns.push(ColumnRef {
+                parts: vec![i.value.clone()],
+                span: i.span,
+                in_aggregate: self.depth > 0,
+            }),
+            Expr::CompoundIdentifier(parts) => self.facts.columns.push(ColumnRef {
+                parts: parts.iter().map(|i| i.value.clone()).collect(),
+                span: e.span(),
+                in_aggregate: self.depth > 0,
+            }),
+            Expr::Value(v) => {
+                if let Value::Placeholder(p) = &v.value {
+                    self.facts.placeholders.push((p.clone(), v.span));
+                }
+            }
+            Expr::Subquery(q) | Expr::Exists { subquery: q, .. } | Expr::InSubquery { subquery: q, .. } => {
+                self.facts.subqueries.push(q.span());
+            }
+            Expr::Function(f) => {
+                let name = function_name(f);
+                agg = is_aggregate(&name) && f.over.is_none();
+                let (distinct, args) = match &f.args {
+                    FunctionArguments::List(l) => (
+                        matches!(l.duplicate_treatment, Some(ast::DuplicateTreatment::Distinct)),
+                        l.args
+                            .iter()
+                            .filter_map(|a| match a {
+                                FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e.clone()),
+                                FunctionArg::Named { arg: FunctionArgExpr::Expr(e), .. } => Some(e.clone()),
+                                _ => None,
+                            })
+                            .collect(),
+                    ),
+                    _ => (false, vec![]),
+                };
+                self.facts.calls.push(Call {
+                    name,
+                    span: f.name.span(),
+                    aggregate: agg,
+                    nested: self.depth > 0,
+                    distinct,
+                    args,
+                    has_over: f.over.is_some(),
+                });
+            }
+            _ => {}
+        }
+        if agg {
+            self.depth += 1;
+        }
+        self.stack.push(agg);
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_expr(&mut self, _e: &Expr) -> ControlFlow<()> {
+        if self.stack.pop() == Some(true) {
+            self.depth -= 1;
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// Replaces every `$name` placeholder by `f(name)`, an expression to put in its place.
+pub fn replace_placeholders(e: &mut Expr, f: &dyn Fn(&str) -> Option<Expr>) {
+    let _ = ast::visit_expressions_mut(e, |x| {
+        if let Expr::Value(v) = x {
+            if let Value::Placeholder(p) = &v.value {
+                if let Some(new) = f(p) {
+                    *x = new;
+                }
+            }
+        }
+        ControlFlow::<()>::Continue(())
+    });
+}
+
+/// Qualifies bare column names with `qualifier` when `owns(name)` says the column is the
+/// qualifier's: unqualified names resolve to the metric's own source first.
+pub fn qualify(e: &mut Expr, qualifier: &str, owns: &dyn Fn(&str) -> bool) {
+    let _ = ast::visit_expressions_mut(e, |x| {
+        if let Expr::Identifier(i) = x {
+            if owns(&i.value) {
+                let span = i.span;
+                *x = Expr::CompoundIdentifier(vec![Ident::with_span(span, qualifier), i.clone()]);
+            }
+        }
+        ControlFlow::<()>::Continue(())
+    });
+}
+
+/// An identifier expression with a span, for synthesized ASTs.
+pub fn ident(name: &str) -> Expr {
+    Expr::Identifier(Ident::new(name))
+}
+
+/// `relation.column` as an expression.
+pub fn compound(relation: &str, column: &str) -> Expr {
+    Expr::CompoundIdentifier(vec![Ident::new(relation), Ident::new(column)])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diag::FileId;
+
+    fn t(s: &str) -> Text {
+        Text::synthetic(FileId(0), s, 0..0)
+    }
+
+    #[test]
+    fn facts_find_aggregates_columns_and_placeholders() {
+        let sql = parse_expr(&t("100 * count(*) filter (where x > 0) / sum(amount) + y - $start")).unwrap();
+        let f = Facts::of(&sql.ast);
+        assert!(f.has_aggregate());
+        let outside: Vec<_> = f.columns.iter().filter(|c| !c.in_aggregate).map(|c| c.parts.join(".")).collect();
+        assert_eq!(outside, vec!["y"]);
+        assert_eq!(f.placeholders.len(), 1);
+        assert_eq!(f.placeholders[0].0, "$start");
+    }
+
+    #[test]
+    fn syntax_errors_point_into_the_snippet() {
+        let src = "formula: sum(amount) +* 2\n";
+        let text = Text::from_scalar(FileId(0), src, "sum(amount) +* 2", crate::spec::yaml::Style::Plain, 9..25);
+        let d = parse_expr(&text).unwrap_err();
+        let p = d.primary.unwrap();
+        assert_eq!(&src[p.span.clone()], "*", "{}", d.message);
+    }
+}
