@@ -5,6 +5,9 @@
 //! DataFusion plans ([`compile`]), runs those plans over CSV or Parquet tables ([`source`],
 //! [`exec`]) and writes the results ([`output`]). The `kpi` binary is a thin CLI over this.
 
+pub mod cli;
 pub mod diag;
+pub mod output;
 pub mod spec;
 pub mod sql;
+pub mod validate;

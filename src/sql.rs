@@ -46,18 +46,27 @@ pub fn map_span(text: &Text, s: Span) -> Range<usize> {
 /// Parses a SQL expression (a formula, filter, dimension…).
 pub fn parse_expr(text: &Text) -> Result<Sql, Diagnostic> {
     if text.value.trim().is_empty() {
-        return Err(Diagnostic::error("sql-syntax", "empty SQL expression")
-            .at(text.file, text.span.start..text.span.end.max(text.span.start + 1), "write a SQL expression here"));
+        return Err(Diagnostic::error("sql-syntax", "empty SQL expression").at(
+            text.file,
+            text.span.start..text.span.end.max(text.span.start + 1),
+            "write a SQL expression here",
+        ));
     }
     let parsed = DFParserBuilder::new(text.value.as_str())
         .with_recursion_limit(64)
         .build()
         .and_then(|mut p| p.parse_into_expr());
     match parsed {
-        Ok(e) if e.alias.is_some() => Err(Diagnostic::error("sql-syntax", "an alias (`AS name`) is not allowed here")
-            .at(text.file, text.span.clone(), "")
-            .help("the metric's or column's name is its key in the YAML")),
-        Ok(e) => Ok(Sql { text: text.clone(), ast: e.expr }),
+        Ok(e) if e.alias.is_some() => Err(Diagnostic::error(
+            "sql-syntax",
+            "an alias (`AS name`) is not allowed here",
+        )
+        .at(text.file, text.span.clone(), "")
+        .help("the metric's or column's name is its key in the YAML")),
+        Ok(e) => Ok(Sql {
+            text: text.clone(),
+            ast: e.expr,
+        }),
         Err(e) => Err(syntax_error(text, &e.to_string())),
     }
 }
@@ -68,7 +77,9 @@ pub fn parse_query(text: &Text) -> Result<Box<ast::Query>, Diagnostic> {
         .with_recursion_limit(64)
         .build()
         .and_then(|mut p| p.parse_statements());
-    let err = |msg: &str| Diagnostic::error("sql-syntax", msg.to_string()).at(text.file, text.span.clone(), "");
+    let err = |msg: &str| {
+        Diagnostic::error("sql-syntax", msg.to_string()).at(text.file, text.span.clone(), "")
+    };
     let mut statements = parsed.map_err(|e| syntax_error(text, &e.to_string()))?;
     if statements.len() != 1 {
         return Err(err("a model's `sql` holds exactly one SELECT statement"));
@@ -96,7 +107,12 @@ fn syntax_error(text: &Text, message: &str) -> Diagnostic {
             let tail = &message[i + " at Line: ".len()..];
             let mut parts = tail.split(", Column: ");
             let line = parts.next().and_then(|l| l.trim().parse::<u64>().ok());
-            let col = parts.next().and_then(|c| c.trim().trim_end_matches(|c: char| !c.is_ascii_digit()).parse::<u64>().ok());
+            let col = parts.next().and_then(|c| {
+                c.trim()
+                    .trim_end_matches(|c: char| !c.is_ascii_digit())
+                    .parse::<u64>()
+                    .ok()
+            });
             (message[..i].to_string(), line.zip(col))
         }
         None => (message.clone(), None),
@@ -105,9 +121,16 @@ fn syntax_error(text: &Text, message: &str) -> Diagnostic {
     let span = match pos {
         Some((l, c)) => {
             let at = text.offset_of(l, c);
-            let end = text.value[at..].chars().next().map_or(at, |ch| at + ch.len_utf8());
+            let end = text.value[at..]
+                .chars()
+                .next()
+                .map_or(at, |ch| at + ch.len_utf8());
             let fs = text.file_span(at..end);
-            if fs.is_empty() { fs.start..fs.start + 1 } else { fs }
+            if fs.is_empty() {
+                fs.start..fs.start + 1
+            } else {
+                fs
+            }
         }
         None => text.span.clone(),
     };
@@ -116,7 +139,9 @@ fn syntax_error(text: &Text, message: &str) -> Diagnostic {
 
 /// Names of every aggregate function DataFusion knows, lowercased, aliases included.
 pub static AGGREGATES: LazyLock<HashSet<String>> = LazyLock::new(|| {
-    let state = datafusion::execution::SessionStateBuilder::new().with_default_features().build();
+    let state = datafusion::execution::SessionStateBuilder::new()
+        .with_default_features()
+        .build();
     let mut names = HashSet::new();
     for (name, f) in state.aggregate_functions() {
         names.insert(name.to_ascii_lowercase());
@@ -173,7 +198,11 @@ pub struct Facts {
 
 impl Facts {
     pub fn of(e: &Expr) -> Facts {
-        let mut v = FactVisitor { facts: Facts::default(), depth: 0, stack: Vec::new() };
+        let mut v = FactVisitor {
+            facts: Facts::default(),
+            depth: 0,
+            stack: Vec::new(),
+        };
         let _ = e.visit(&mut v);
         v.facts
     }
@@ -210,7 +239,9 @@ impl Visitor for FactVisitor {
                     self.facts.placeholders.push((p.clone(), v.span));
                 }
             }
-            Expr::Subquery(q) | Expr::Exists { subquery: q, .. } | Expr::InSubquery { subquery: q, .. } => {
+            Expr::Subquery(q)
+            | Expr::Exists { subquery: q, .. }
+            | Expr::InSubquery { subquery: q, .. } => {
                 self.facts.subqueries.push(q.span());
             }
             Expr::Function(f) => {
@@ -218,12 +249,18 @@ impl Visitor for FactVisitor {
                 agg = is_aggregate(&name) && f.over.is_none();
                 let (distinct, args) = match &f.args {
                     FunctionArguments::List(l) => (
-                        matches!(l.duplicate_treatment, Some(ast::DuplicateTreatment::Distinct)),
+                        matches!(
+                            l.duplicate_treatment,
+                            Some(ast::DuplicateTreatment::Distinct)
+                        ),
                         l.args
                             .iter()
                             .filter_map(|a| match a {
                                 FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e.clone()),
-                                FunctionArg::Named { arg: FunctionArgExpr::Expr(e), .. } => Some(e.clone()),
+                                FunctionArg::Named {
+                                    arg: FunctionArgExpr::Expr(e),
+                                    ..
+                                } => Some(e.clone()),
                                 _ => None,
                             })
                             .collect(),
@@ -306,10 +343,18 @@ mod tests {
 
     #[test]
     fn facts_find_aggregates_columns_and_placeholders() {
-        let sql = parse_expr(&t("100 * count(*) filter (where x > 0) / sum(amount) + y - $start")).unwrap();
+        let sql = parse_expr(&t(
+            "100 * count(*) filter (where x > 0) / sum(amount) + y - $start",
+        ))
+        .unwrap();
         let f = Facts::of(&sql.ast);
         assert!(f.has_aggregate());
-        let outside: Vec<_> = f.columns.iter().filter(|c| !c.in_aggregate).map(|c| c.parts.join(".")).collect();
+        let outside: Vec<_> = f
+            .columns
+            .iter()
+            .filter(|c| !c.in_aggregate)
+            .map(|c| c.parts.join("."))
+            .collect();
         assert_eq!(outside, vec!["y"]);
         assert_eq!(f.placeholders.len(), 1);
         assert_eq!(f.placeholders[0].0, "$start");
@@ -318,7 +363,13 @@ mod tests {
     #[test]
     fn syntax_errors_point_into_the_snippet() {
         let src = "formula: sum(amount) +* 2\n";
-        let text = Text::from_scalar(FileId(0), src, "sum(amount) +* 2", crate::spec::yaml::Style::Plain, 9..25);
+        let text = Text::from_scalar(
+            FileId(0),
+            src,
+            "sum(amount) +* 2",
+            crate::spec::yaml::Style::Plain,
+            9..25,
+        );
         let d = parse_expr(&text).unwrap_err();
         let p = d.primary.unwrap();
         assert_eq!(&src[p.span.clone()], "*", "{}", d.message);

@@ -45,7 +45,11 @@ impl SourceDb {
     pub fn add(&mut self, path: impl Into<PathBuf>, text: impl Into<Arc<str>>) -> FileId {
         let text = text.into();
         let line_index = LineIndex::new(&text);
-        self.files.push(SourceFile { path: path.into(), text, line_index });
+        self.files.push(SourceFile {
+            path: path.into(),
+            text,
+            line_index,
+        });
         FileId(u32::try_from(self.files.len() - 1).expect("fewer than 4 billion files"))
     }
 
@@ -78,7 +82,11 @@ pub struct Label {
 
 impl Label {
     pub fn new(file: FileId, span: Range<usize>, message: impl Into<String>) -> Self {
-        Label { file, span, message: message.into() }
+        Label {
+            file,
+            span,
+            message: message.into(),
+        }
     }
 }
 
@@ -115,7 +123,10 @@ impl Diagnostic {
 
     /// A warning with a message and no location yet.
     pub fn warning(code: &'static str, message: impl Into<String>) -> Self {
-        Diagnostic { severity: Severity::Warning, ..Diagnostic::error(code, message) }
+        Diagnostic {
+            severity: Severity::Warning,
+            ..Diagnostic::error(code, message)
+        }
     }
 
     /// Sets the primary location.
@@ -160,13 +171,21 @@ pub fn suggest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) ->
     let lower = name.to_ascii_lowercase();
     candidates
         .into_iter()
-        .map(|c| (strsim::damerau_levenshtein(&lower, &c.to_ascii_lowercase()), c))
+        .map(|c| {
+            (
+                strsim::damerau_levenshtein(&lower, &c.to_ascii_lowercase()),
+                c,
+            )
+        })
         .filter(|(d, c)| *d <= (c.chars().count().max(name.chars().count()) / 3).max(1))
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)
 }
 
 /// `did you mean `x`?` for the closest candidate, if any.
-pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+pub fn did_you_mean<'a>(
+    name: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<String> {
     suggest(name, candidates).map(|s| format!("did you mean `{s}`?"))
 }

@@ -11,7 +11,11 @@ use super::{Diagnostic, LineCol, Severity, SourceDb};
 
 /// Renders diagnostics as human-readable snippets, followed by a one-line summary.
 pub fn human(diags: &[Diagnostic], db: &SourceDb, color: bool) -> String {
-    let renderer = if color { Renderer::styled() } else { Renderer::plain() };
+    let renderer = if color {
+        Renderer::styled()
+    } else {
+        Renderer::plain()
+    };
     let mut out = String::new();
     for d in diags {
         let level = match d.severity {
@@ -22,14 +26,19 @@ pub fn human(diags: &[Diagnostic], db: &SourceDb, color: bool) -> String {
         let mut g = if let Some(primary) = &d.primary {
             let file = db.file(primary.file);
             let path = file.path.to_string_lossy().into_owned();
-            let mut snippet = Snippet::source(&*file.text).path(path).fold(true).annotation(
-                AnnotationKind::Primary.span(clamp(&file.text, &primary.span)).label(
-                    (!primary.message.is_empty()).then_some(primary.message.as_str()),
-                ),
-            );
+            let mut snippet = Snippet::source(&*file.text)
+                .path(path)
+                .fold(true)
+                .annotation(
+                    AnnotationKind::Primary
+                        .span(clamp(&file.text, &primary.span))
+                        .label((!primary.message.is_empty()).then_some(primary.message.as_str())),
+                );
             for s in d.secondary.iter().filter(|s| s.file == primary.file) {
                 snippet = snippet.annotation(
-                    AnnotationKind::Context.span(clamp(&file.text, &s.span)).label(s.message.as_str()),
+                    AnnotationKind::Context
+                        .span(clamp(&file.text, &s.span))
+                        .label(s.message.as_str()),
                 );
             }
             let mut g = title.element(snippet);
@@ -66,8 +75,18 @@ pub fn human(diags: &[Diagnostic], db: &SourceDb, color: bool) -> String {
 pub fn summary(diags: &[Diagnostic]) -> String {
     let errors = diags.iter().filter(|d| d.is_error()).count();
     let warnings = diags.len() - errors;
-    let plural = |n: usize, w: &str| if n == 1 { format!("{n} {w}") } else { format!("{n} {w}s") };
-    format!("{}, {}", plural(errors, "error"), plural(warnings, "warning"))
+    let plural = |n: usize, w: &str| {
+        if n == 1 {
+            format!("{n} {w}")
+        } else {
+            format!("{n} {w}s")
+        }
+    };
+    format!(
+        "{}, {}",
+        plural(errors, "error"),
+        plural(warnings, "warning")
+    )
 }
 
 fn clamp(text: &str, span: &std::ops::Range<usize>) -> std::ops::Range<usize> {
@@ -166,7 +185,9 @@ pub fn github(diags: &[Diagnostic], db: &SourceDb) -> String {
 }
 
 fn escape_data(s: &str) -> String {
-    s.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A")
+    s.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
 }
 
 fn escape_property(s: &str) -> String {

@@ -10,13 +10,40 @@ use crate::diag::{Diagnostic, FileId, SourceDb, did_you_mean};
 
 /// Keys of a metric file.
 pub const METRIC_KEYS: &[&str] = &[
-    "name", "description", "unit", "owner", "tags", "source", "formula", "filter", "filters",
-    "time", "at", "window", "grain", "entity", "entity_columns", "lookups", "dimensions", "empty",
+    "name",
+    "description",
+    "unit",
+    "owner",
+    "tags",
+    "source",
+    "formula",
+    "filter",
+    "filters",
+    "time",
+    "at",
+    "window",
+    "grain",
+    "entity",
+    "entity_columns",
+    "lookups",
+    "dimensions",
+    "empty",
     "using",
 ];
 /// Keys of a model file (a file with `table:` or `sql:`).
-pub const MODEL_KEYS: &[&str] =
-    &["name", "description", "owner", "tags", "table", "sql", "key", "time", "joins", "dimensions", "active"];
+pub const MODEL_KEYS: &[&str] = &[
+    "name",
+    "description",
+    "owner",
+    "tags",
+    "table",
+    "sql",
+    "key",
+    "time",
+    "joins",
+    "dimensions",
+    "active",
+];
 const LOOKUP_KEYS: &[&str] = &["from", "on", "value"];
 const JOIN_KEYS: &[&str] = &["on", "relationship"];
 
@@ -24,7 +51,11 @@ const JOIN_KEYS: &[&str] = &["on", "relationship"];
 ///
 /// Files are added to `db`; structural faults go to `diags`. A missing or unreadable
 /// directory is an `Err` (nothing could be checked); a broken file is a diagnostic.
-pub fn load_dir(dir: &Path, db: &mut SourceDb, diags: &mut Vec<Diagnostic>) -> Result<Specs, std::io::Error> {
+pub fn load_dir(
+    dir: &Path,
+    db: &mut SourceDb,
+    diags: &mut Vec<Diagnostic>,
+) -> Result<Specs, std::io::Error> {
     let mut paths = Vec::new();
     collect(dir, &mut paths)?;
     paths.sort();
@@ -61,7 +92,10 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), std::io::Error> {
         }
         if entry.file_type()?.is_dir() {
             collect(&path, out)?;
-        } else if matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")) {
+        } else if matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml")
+        ) {
             out.push(path);
         }
     }
@@ -71,7 +105,11 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), std::io::Error> {
 /// Parses one file already in `db` and adds what it defines to `specs`.
 pub fn load_file(db: &SourceDb, file: FileId, specs: &mut Specs, diags: &mut Vec<Diagnostic>) {
     let src = db.file(file);
-    let stem = src.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let stem = src
+        .path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let node = match yaml::parse(file, &src.text) {
         Ok(n) => n,
         Err(d) => {
@@ -79,17 +117,33 @@ pub fn load_file(db: &SourceDb, file: FileId, specs: &mut Specs, diags: &mut Vec
             return;
         }
     };
-    let mut cx = Cx { file, text: &src.text, diags };
+    let mut cx = Cx {
+        file,
+        text: &src.text,
+        diags,
+    };
     let NodeKind::Map(entries) = &node.kind else {
-        let span = if node.span.is_empty() { 0..src.text.len().min(1) } else { node.span.clone() };
+        let span = if node.span.is_empty() {
+            0..src.text.len().min(1)
+        } else {
+            node.span.clone()
+        };
         cx.diags.push(
-            Diagnostic::error("expected-mapping", format!("a metric file must be a mapping of keys, found {}", node.type_name()))
-                .at(file, span, "")
-                .help("start with `formula:` (a metric) or `table:`/`sql:` (a model)"),
+            Diagnostic::error(
+                "expected-mapping",
+                format!(
+                    "a metric file must be a mapping of keys, found {}",
+                    node.type_name()
+                ),
+            )
+            .at(file, span, "")
+            .help("start with `formula:` (a metric) or `table:`/`sql:` (a model)"),
         );
         return;
     };
-    let is_model = entries.iter().any(|(k, _)| matches!(&k.kind, NodeKind::Scalar(s, _) if s == "table" || s == "sql"));
+    let is_model = entries
+        .iter()
+        .any(|(k, _)| matches!(&k.kind, NodeKind::Scalar(s, _) if s == "table" || s == "sql"));
     let mut map = MapReader::new(entries, node.span.clone());
     let default_name = Spanned::new(stem, 0..0);
     if is_model {
@@ -109,22 +163,29 @@ struct MapReader<'n> {
 
 impl<'n> MapReader<'n> {
     fn new(entries: &'n [(Node, Node)], span: std::ops::Range<usize>) -> Self {
-        MapReader { entries: entries.iter().map(|(k, v)| (k, v, false)).collect(), span }
+        MapReader {
+            entries: entries.iter().map(|(k, v)| (k, v, false)).collect(),
+            span,
+        }
     }
 
     fn take(&mut self, key: &str) -> Option<(&'n Node, &'n Node)> {
-        self.entries.iter_mut().find_map(|(k, v, used)| match &k.kind {
-            NodeKind::Scalar(s, _) if s == key && !*used => {
-                *used = true;
-                Some((*k, *v))
-            }
-            _ => None,
-        })
+        self.entries
+            .iter_mut()
+            .find_map(|(k, v, used)| match &k.kind {
+                NodeKind::Scalar(s, _) if s == key && !*used => {
+                    *used = true;
+                    Some((*k, *v))
+                }
+                _ => None,
+            })
     }
 
     /// Span of the first key of the mapping (to point at "this mapping" in messages).
     fn head(&self) -> std::ops::Range<usize> {
-        self.entries.first().map_or(self.span.clone(), |(k, _, _)| k.span.clone())
+        self.entries
+            .first()
+            .map_or(self.span.clone(), |(k, _, _)| k.span.clone())
     }
 }
 
@@ -135,10 +196,21 @@ struct Cx<'a> {
 }
 
 impl Cx<'_> {
-    fn err(&mut self, code: &'static str, message: impl Into<String>, node: &Node, label: impl Into<String>) {
-        let span = if node.span.is_empty() { node.span.start..node.span.start + 1 } else { node.span.clone() };
+    fn err(
+        &mut self,
+        code: &'static str,
+        message: impl Into<String>,
+        node: &Node,
+        label: impl Into<String>,
+    ) {
+        let span = if node.span.is_empty() {
+            node.span.start..node.span.start + 1
+        } else {
+            node.span.clone()
+        };
         let span = span.start.min(self.text.len())..span.end.min(self.text.len());
-        self.diags.push(Diagnostic::error(code, message).at(self.file, span, label));
+        self.diags
+            .push(Diagnostic::error(code, message).at(self.file, span, label));
     }
 
     /// Reports keys nobody took, suggesting the closest known key.
@@ -150,15 +222,28 @@ impl Cx<'_> {
             let name = match &k.kind {
                 NodeKind::Scalar(s, _) => s.clone(),
                 _ => {
-                    self.err("bad-key", format!("keys of {what} must be plain names"), k, "");
+                    self.err(
+                        "bad-key",
+                        format!("keys of {what} must be plain names"),
+                        k,
+                        "",
+                    );
                     continue;
                 }
             };
             let help = did_you_mean(&name, known.iter().copied());
             let d = Diagnostic::error("unknown-key", format!("unknown key `{name}` in {what}"))
-                .at(self.file, k.span.clone(), help.clone().unwrap_or_else(|| "unknown key".into()))
+                .at(
+                    self.file,
+                    k.span.clone(),
+                    help.clone().unwrap_or_else(|| "unknown key".into()),
+                )
                 .note(format!("known keys: {}", known.join(", ")));
-            self.diags.push(if help.is_some() { d } else { d.help("remove it, or check the spelling against the keys above") });
+            self.diags.push(if help.is_some() {
+                d
+            } else {
+                d.help("remove it, or check the spelling against the keys above")
+            });
         }
     }
 
@@ -168,8 +253,11 @@ impl Cx<'_> {
             None => {
                 let head = map.head();
                 self.diags.push(
-                    Diagnostic::error("missing-key", format!("{what} has no `{key}`"))
-                        .at(self.file, head, format!("`{key}` is required here")),
+                    Diagnostic::error("missing-key", format!("{what} has no `{key}`")).at(
+                        self.file,
+                        head,
+                        format!("`{key}` is required here"),
+                    ),
                 );
                 None
             }
@@ -180,7 +268,12 @@ impl Cx<'_> {
         match &node.kind {
             NodeKind::Scalar(s, _) => Some(Spanned::new(s.trim().to_string(), node.span.clone())),
             _ => {
-                self.err("wrong-type", format!("`{what}` must be a string, found {}", node.type_name()), node, "expected a string");
+                self.err(
+                    "wrong-type",
+                    format!("`{what}` must be a string, found {}", node.type_name()),
+                    node,
+                    "expected a string",
+                );
                 None
             }
         }
@@ -188,9 +281,20 @@ impl Cx<'_> {
 
     fn text(&mut self, node: &Node, what: &str) -> Option<Text> {
         match &node.kind {
-            NodeKind::Scalar(s, style) => Some(Text::from_scalar(self.file, self.text, s, *style, node.span.clone())),
+            NodeKind::Scalar(s, style) => Some(Text::from_scalar(
+                self.file,
+                self.text,
+                s,
+                *style,
+                node.span.clone(),
+            )),
             _ => {
-                self.err("wrong-type", format!("`{what}` must be a SQL string, found {}", node.type_name()), node, "expected SQL text");
+                self.err(
+                    "wrong-type",
+                    format!("`{what}` must be a SQL string, found {}", node.type_name()),
+                    node,
+                    "expected SQL text",
+                );
                 None
             }
         }
@@ -218,13 +322,24 @@ impl Cx<'_> {
             NodeKind::Map(e) => Some(e),
             NodeKind::Null => Some(&[]),
             _ => {
-                self.err("wrong-type", format!("`{what}` must be a mapping, found {}", node.type_name()), node, "expected `name: value` entries");
+                self.err(
+                    "wrong-type",
+                    format!("`{what}` must be a mapping, found {}", node.type_name()),
+                    node,
+                    "expected `name: value` entries",
+                );
                 None
             }
         }
     }
 
-    fn enumerated<T>(&mut self, node: &Node, what: &str, parse: impl Fn(&str) -> Option<T>, names: &[&str]) -> Option<Spanned<T>> {
+    fn enumerated<T>(
+        &mut self,
+        node: &Node,
+        what: &str,
+        parse: impl Fn(&str) -> Option<T>,
+        names: &[&str],
+    ) -> Option<Spanned<T>> {
         let s = self.string(node, what)?;
         match parse(&s.value) {
             Some(v) => Some(Spanned::new(v, s.span)),
@@ -232,10 +347,19 @@ impl Cx<'_> {
                 let help = did_you_mean(&s.value, names.iter().copied());
                 self.diags.push(
                     Diagnostic::error(
-                        if what == "grain" { "bad-grain" } else { "bad-value" },
+                        if what == "grain" {
+                            "bad-grain"
+                        } else {
+                            "bad-value"
+                        },
                         format!("`{}` is not a valid {what}", s.value),
                     )
-                    .at(self.file, s.span, help.clone().unwrap_or_else(|| format!("expected one of: {}", names.join(", "))))
+                    .at(
+                        self.file,
+                        s.span,
+                        help.clone()
+                            .unwrap_or_else(|| format!("expected one of: {}", names.join(", "))),
+                    )
                     .note(format!("valid values: {}", names.join(", "))),
                 );
                 None
@@ -244,61 +368,125 @@ impl Cx<'_> {
     }
 
     fn name_from(&mut self, map: &mut MapReader<'_>, default: Spanned<String>) -> Spanned<String> {
-        let name = map.take("name").and_then(|(_, v)| self.string(v, "name")).unwrap_or(default);
+        let name = map
+            .take("name")
+            .and_then(|(_, v)| self.string(v, "name"))
+            .unwrap_or(default);
         if !name.value.is_empty() && !is_identifier(&name.value) {
-            let span = if name.span.is_empty() { 0..0 } else { name.span.clone() };
+            let span = if name.span.is_empty() {
+                0..0
+            } else {
+                name.span.clone()
+            };
             let d = Diagnostic::error("bad-name", format!("`{}` is not a valid name", name.value))
                 .help("names are letters, digits and `_`, starting with a letter or `_` (rename the file or set `name:`)");
-            self.diags.push(if span.is_empty() { d } else { d.at(self.file, span, "") });
+            self.diags.push(if span.is_empty() {
+                d
+            } else {
+                d.at(self.file, span, "")
+            });
         }
         name
     }
 
-    fn model(&mut self, map: &mut MapReader<'_>, default_name: Spanned<String>) -> Option<ModelSpec> {
+    fn model(
+        &mut self,
+        map: &mut MapReader<'_>,
+        default_name: Spanned<String>,
+    ) -> Option<ModelSpec> {
         let name = self.name_from(map, default_name);
-        let description = map.take("description").and_then(|(_, v)| self.string(v, "description")).map(|s| s.value);
+        let description = map
+            .take("description")
+            .and_then(|(_, v)| self.string(v, "description"))
+            .map(|s| s.value);
         map.take("owner");
         map.take("tags");
         let table = map.take("table").and_then(|(_, v)| self.string(v, "table"));
         let sql = map.take("sql").and_then(|(_, v)| self.text(v, "sql"));
         if let (Some(t), Some(_)) = (&table, &sql) {
             self.diags.push(
-                Diagnostic::error("conflicting-keys", "a model has either `table` or `sql`, not both")
-                    .at(self.file, t.span.clone(), "remove one of them"),
+                Diagnostic::error(
+                    "conflicting-keys",
+                    "a model has either `table` or `sql`, not both",
+                )
+                .at(self.file, t.span.clone(), "remove one of them"),
             );
         }
-        let key = map.take("key").map(|(_, v)| self.strings(v, "key")).unwrap_or_default();
+        let key = map
+            .take("key")
+            .map(|(_, v)| self.strings(v, "key"))
+            .unwrap_or_default();
         let time = map.take("time").and_then(|(_, v)| self.text(v, "time"));
-        let joins = map.take("joins").map(|(_, v)| self.joins(v)).unwrap_or_default();
-        let dimensions = map.take("dimensions").map(|(_, v)| self.dimensions(v)).unwrap_or_default();
+        let joins = map
+            .take("joins")
+            .map(|(_, v)| self.joins(v))
+            .unwrap_or_default();
+        let dimensions = map
+            .take("dimensions")
+            .map(|(_, v)| self.dimensions(v))
+            .unwrap_or_default();
         let active = map.take("active").and_then(|(_, v)| self.text(v, "active"));
         let span = map.span.clone();
-        self.finish(std::mem::replace(map, MapReader { entries: vec![], span }), MODEL_KEYS, "a model");
-        Some(ModelSpec { file: self.file, name, description, table, sql, key, time, joins, dimensions, active })
+        self.finish(
+            std::mem::replace(
+                map,
+                MapReader {
+                    entries: vec![],
+                    span,
+                },
+            ),
+            MODEL_KEYS,
+            "a model",
+        );
+        Some(ModelSpec {
+            file: self.file,
+            name,
+            description,
+            table,
+            sql,
+            key,
+            time,
+            joins,
+            dimensions,
+            active,
+        })
     }
 
     fn joins(&mut self, node: &Node) -> Vec<JoinSpec> {
-        let Some(entries) = self.mapping(node, "joins") else { return vec![] };
+        let Some(entries) = self.mapping(node, "joins") else {
+            return vec![];
+        };
         let mut out = Vec::new();
         for (k, v) in entries {
-            let Some(target) = self.string(k, "join target") else { continue };
-            let Some(body) = self.mapping(v, "join") else { continue };
+            let Some(target) = self.string(k, "join target") else {
+                continue;
+            };
+            let Some(body) = self.mapping(v, "join") else {
+                continue;
+            };
             let mut m = MapReader::new(body, v.span.clone());
             let on = match m.take("on") {
                 Some((_, on)) => match &on.kind {
                     NodeKind::Seq(_) => Some(JoinOn::Columns(self.strings(on, "on"))),
-                    NodeKind::Scalar(s, _) if is_identifier(s.trim()) => {
-                        Some(JoinOn::Columns(vec![Spanned::new(s.trim().to_string(), on.span.clone())]))
-                    }
+                    NodeKind::Scalar(s, _) if is_identifier(s.trim()) => Some(JoinOn::Columns(
+                        vec![Spanned::new(s.trim().to_string(), on.span.clone())],
+                    )),
                     _ => self.text(on, "on").map(JoinOn::Condition),
                 },
                 None => {
-                    self.err("missing-key", format!("the join to `{}` has no `on`", target.value), k, "`on` is required here");
+                    self.err(
+                        "missing-key",
+                        format!("the join to `{}` has no `on`", target.value),
+                        k,
+                        "`on` is required here",
+                    );
                     None
                 }
             };
             let relationship = match m.take("relationship") {
-                Some((_, r)) => self.enumerated(r, "relationship", Relationship::parse, &Relationship::NAMES),
+                Some((_, r)) => {
+                    self.enumerated(r, "relationship", Relationship::parse, &Relationship::NAMES)
+                }
                 None => {
                     self.diags.push(
                         Diagnostic::error("missing-key", format!("the join to `{}` has no `relationship`", target.value))
@@ -310,7 +498,12 @@ impl Cx<'_> {
             };
             self.finish(m, JOIN_KEYS, "a join");
             if let (Some(on), Some(relationship)) = (on, relationship) {
-                out.push(JoinSpec { target, on, relationship, span: k.span.start..v.span.end });
+                out.push(JoinSpec {
+                    target,
+                    on,
+                    relationship,
+                    span: k.span.start..v.span.end,
+                });
             }
         }
         out
@@ -326,32 +519,80 @@ impl Cx<'_> {
         for item in items {
             match &item.kind {
                 NodeKind::Scalar(s, style) => {
-                    let name = s.trim().rsplit('.').next().unwrap_or("").trim_matches('"').to_string();
-                    let expr = Text::from_scalar(self.file, self.text, s, *style, item.span.clone());
-                    out.push(DimensionSpec { name: Spanned::new(name, item.span.clone()), expr });
+                    let name = s
+                        .trim()
+                        .rsplit('.')
+                        .next()
+                        .unwrap_or("")
+                        .trim_matches('"')
+                        .to_string();
+                    let expr =
+                        Text::from_scalar(self.file, self.text, s, *style, item.span.clone());
+                    out.push(DimensionSpec {
+                        name: Spanned::new(name, item.span.clone()),
+                        expr,
+                    });
                 }
                 NodeKind::Map(entries) => {
                     for (k, v) in entries {
-                        if let (Some(name), Some(expr)) = (self.string(k, "dimension name"), self.text(v, "dimension")) {
+                        if let (Some(name), Some(expr)) =
+                            (self.string(k, "dimension name"), self.text(v, "dimension"))
+                        {
                             out.push(DimensionSpec { name, expr });
                         }
                     }
                 }
-                _ => self.err("wrong-type", "a dimension is a column name or `name: SQL`", item, ""),
+                _ => self.err(
+                    "wrong-type",
+                    "a dimension is a column name or `name: SQL`",
+                    item,
+                    "",
+                ),
             }
         }
         out
     }
 
-    fn metric(&mut self, map: &mut MapReader<'_>, default_name: Spanned<String>, inline: bool) -> Option<MetricSpec> {
+    fn metric(
+        &mut self,
+        map: &mut MapReader<'_>,
+        default_name: Spanned<String>,
+        inline: bool,
+    ) -> Option<MetricSpec> {
         let span = map.span.clone();
-        let name = if inline { default_name } else { self.name_from(map, default_name) };
-        let description = map.take("description").and_then(|(_, v)| self.string(v, "description")).map(|s| s.value);
-        let unit = map.take("unit").and_then(|(_, v)| self.enumerated(v, "unit", Unit::parse, &Unit::NAMES));
-        let owner = map.take("owner").and_then(|(_, v)| self.string(v, "owner")).map(|s| s.value);
-        let tags = map.take("tags").map(|(_, v)| self.strings(v, "tags")).unwrap_or_default().into_iter().map(|s| s.value).collect();
-        let source = map.take("source").and_then(|(_, v)| self.string(v, "source"));
-        let formula = self.require(map, "formula", if inline { "this metric" } else { "a metric" }).and_then(|v| self.text(v, "formula"));
+        let name = if inline {
+            default_name
+        } else {
+            self.name_from(map, default_name)
+        };
+        let description = map
+            .take("description")
+            .and_then(|(_, v)| self.string(v, "description"))
+            .map(|s| s.value);
+        let unit = map
+            .take("unit")
+            .and_then(|(_, v)| self.enumerated(v, "unit", Unit::parse, &Unit::NAMES));
+        let owner = map
+            .take("owner")
+            .and_then(|(_, v)| self.string(v, "owner"))
+            .map(|s| s.value);
+        let tags = map
+            .take("tags")
+            .map(|(_, v)| self.strings(v, "tags"))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|s| s.value)
+            .collect();
+        let source = map
+            .take("source")
+            .and_then(|(_, v)| self.string(v, "source"));
+        let formula = self
+            .require(
+                map,
+                "formula",
+                if inline { "this metric" } else { "a metric" },
+            )
+            .and_then(|v| self.text(v, "formula"));
         let mut filters = Vec::new();
         for key in ["filter", "filters"] {
             if let Some((_, v)) = map.take(key) {
@@ -360,7 +601,16 @@ impl Cx<'_> {
         }
         let time = map.take("time").and_then(|(_, v)| self.text(v, "time"));
         let at = map.take("at").and_then(|(_, v)| {
-            self.enumerated(v, "instant (`at`)", |s| match s { "start" => Some(At::Start), "end" => Some(At::End), _ => None }, &["start", "end"])
+            self.enumerated(
+                v,
+                "instant (`at`)",
+                |s| match s {
+                    "start" => Some(At::Start),
+                    "end" => Some(At::End),
+                    _ => None,
+                },
+                &["start", "end"],
+            )
         });
         let window = map.take("window").and_then(|(_, v)| {
             let s = self.string(v, "window")?;
@@ -376,14 +626,21 @@ impl Cx<'_> {
                 }
             }
         });
-        let grain = map.take("grain").and_then(|(_, v)| self.enumerated(v, "grain", Grain::parse, &Grain::NAMES));
+        let grain = map
+            .take("grain")
+            .and_then(|(_, v)| self.enumerated(v, "grain", Grain::parse, &Grain::NAMES));
         let entity = map.take("entity").and_then(|(_, v)| self.text(v, "entity"));
         let entity_columns = match map.take("entity_columns") {
             Some((_, v)) => self
                 .mapping(v, "entity_columns")
                 .unwrap_or_default()
                 .iter()
-                .filter_map(|(k, v)| Some((self.string(k, "entity column name")?, self.text(v, "entity column")?)))
+                .filter_map(|(k, v)| {
+                    Some((
+                        self.string(k, "entity column name")?,
+                        self.text(v, "entity column")?,
+                    ))
+                })
                 .collect(),
             None => vec![],
         };
@@ -391,17 +648,31 @@ impl Cx<'_> {
             Some((_, v)) => self.lookups(v),
             None => vec![],
         };
-        let dimensions = map.take("dimensions").map(|(_, v)| self.dimensions(v)).unwrap_or_default();
+        let dimensions = map
+            .take("dimensions")
+            .map(|(_, v)| self.dimensions(v))
+            .unwrap_or_default();
         let empty = map.take("empty").and_then(|(_, v)| match v.kind {
             // `empty: null` parses as a YAML null: it means the word it looks like.
             NodeKind::Null => Some(Spanned::new(Empty::Null, v.span.clone())),
-            _ => self.enumerated(v, "empty value", |s| match s { "0" | "zero" => Some(Empty::Zero), "null" => Some(Empty::Null), _ => None }, &["zero", "null"]),
+            _ => self.enumerated(
+                v,
+                "empty value",
+                |s| match s {
+                    "0" | "zero" => Some(Empty::Zero),
+                    "null" => Some(Empty::Null),
+                    _ => None,
+                },
+                &["zero", "null"],
+            ),
         });
         let using = match map.take("using") {
             Some((_, v)) => {
                 let mut out = Vec::new();
                 for (k, body) in self.mapping(v, "using").unwrap_or_default() {
-                    let Some(n) = self.string(k, "metric name") else { continue };
+                    let Some(n) = self.string(k, "metric name") else {
+                        continue;
+                    };
                     match &body.kind {
                         NodeKind::Map(entries) => {
                             let mut m = MapReader::new(entries, body.span.clone());
@@ -409,7 +680,12 @@ impl Cx<'_> {
                                 out.push(spec);
                             }
                         }
-                        _ => self.err("wrong-type", format!("`{}` under `using` must be a metric mapping", n.value), body, "expected `source:`, `formula:`, …"),
+                        _ => self.err(
+                            "wrong-type",
+                            format!("`{}` under `using` must be a metric mapping", n.value),
+                            body,
+                            "expected `source:`, `formula:`, …",
+                        ),
                     }
                 }
                 out
@@ -417,8 +693,22 @@ impl Cx<'_> {
             None => vec![],
         };
         let keys: Vec<&str> = METRIC_KEYS.iter().chain(MODEL_KEYS).copied().collect();
-        let what = if inline { "an inline metric" } else { "a metric" };
-        self.finish(std::mem::replace(map, MapReader { entries: vec![], span: span.clone() }), &keys, what);
+        let what = if inline {
+            "an inline metric"
+        } else {
+            "a metric"
+        };
+        self.finish(
+            std::mem::replace(
+                map,
+                MapReader {
+                    entries: vec![],
+                    span: span.clone(),
+                },
+            ),
+            &keys,
+            what,
+        );
         Some(MetricSpec {
             file: self.file,
             name,
@@ -446,16 +736,31 @@ impl Cx<'_> {
     fn lookups(&mut self, node: &Node) -> Vec<LookupSpec> {
         let mut out = Vec::new();
         for (k, v) in self.mapping(node, "lookups").unwrap_or_default() {
-            let Some(name) = self.string(k, "lookup name") else { continue };
-            let Some(body) = self.mapping(v, "lookup") else { continue };
+            let Some(name) = self.string(k, "lookup name") else {
+                continue;
+            };
+            let Some(body) = self.mapping(v, "lookup") else {
+                continue;
+            };
             let mut m = MapReader::new(body, v.span.clone());
             let what = format!("lookup `{}`", name.value);
-            let from = self.require(&mut m, "from", &what).and_then(|v| self.string(v, "from"));
-            let on = self.require(&mut m, "on", &what).and_then(|v| self.text(v, "on"));
-            let value = self.require(&mut m, "value", &what).and_then(|v| self.text(v, "value"));
+            let from = self
+                .require(&mut m, "from", &what)
+                .and_then(|v| self.string(v, "from"));
+            let on = self
+                .require(&mut m, "on", &what)
+                .and_then(|v| self.text(v, "on"));
+            let value = self
+                .require(&mut m, "value", &what)
+                .and_then(|v| self.text(v, "value"));
             self.finish(m, LOOKUP_KEYS, "a lookup");
             if let (Some(from), Some(on), Some(value)) = (from, on, value) {
-                out.push(LookupSpec { name, from, on, value });
+                out.push(LookupSpec {
+                    name,
+                    from,
+                    on,
+                    value,
+                });
             }
         }
         out
@@ -465,5 +770,6 @@ impl Cx<'_> {
 /// Whether `s` is a plain SQL identifier (letters, digits, `_`; not starting with a digit).
 pub fn is_identifier(s: &str) -> bool {
     let mut chars = s.chars();
-    chars.next().is_some_and(|c| c.is_alphabetic() || c == '_') && chars.all(|c| c.is_alphanumeric() || c == '_')
+    chars.next().is_some_and(|c| c.is_alphabetic() || c == '_')
+        && chars.all(|c| c.is_alphanumeric() || c == '_')
 }

@@ -87,7 +87,9 @@ impl Window {
             return Some(Window::All);
         }
         if let Some(g) = s.strip_suffix("_to_date") {
-            return Grain::parse(g).filter(|g| *g != Grain::Day).map(Window::ToDate);
+            return Grain::parse(g)
+                .filter(|g| *g != Grain::Day)
+                .map(Window::ToDate);
         }
         let (n, unit) = s.split_once(char::is_whitespace)?;
         let n: u32 = n.parse().ok().filter(|n| *n > 0)?;
@@ -102,7 +104,9 @@ impl Window {
 impl fmt::Display for Window {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Window::Trailing { n, unit } => write!(f, "{n} {unit}{}", if *n == 1 { "" } else { "s" }),
+            Window::Trailing { n, unit } => {
+                write!(f, "{n} {unit}{}", if *n == 1 { "" } else { "s" })
+            }
             Window::Periods(n) => write!(f, "{n} period{}", if *n == 1 { "" } else { "s" }),
             Window::ToDate(g) => write!(f, "{g}_to_date"),
             Window::All => f.write_str("all"),
@@ -131,7 +135,9 @@ pub enum Unit {
 }
 
 impl Unit {
-    pub const NAMES: [&'static str; 7] = ["count", "currency", "%", "percent", "hours", "days", "ratio"];
+    pub const NAMES: [&'static str; 7] = [
+        "count", "currency", "%", "percent", "hours", "days", "ratio",
+    ];
 
     pub fn parse(s: &str) -> Option<Unit> {
         Some(match s.trim() {

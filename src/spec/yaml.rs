@@ -64,25 +64,42 @@ pub fn parse(file: FileId, text: &str) -> Result<Node, Diagnostic> {
     if let Some(e) = error {
         let at = chars.byte(e.marker().index());
         let end = next_char_end(text, at);
-        return Err(Diagnostic::error("yaml-syntax", format!("invalid YAML: {}", e.info()))
-            .at(file, at..end, ""));
+        return Err(
+            Diagnostic::error("yaml-syntax", format!("invalid YAML: {}", e.info())).at(
+                file,
+                at..end,
+                "",
+            ),
+        );
     }
     let docs = loader.into_documents();
     if docs.len() > 1 {
         let second = &docs[1];
         let at = chars.byte(second.span.start.index());
-        return Err(Diagnostic::error("yaml-syntax", "a metric file holds one YAML document")
-            .at(file, at..next_char_end(text, at), "a second document starts here")
-            .help("split the documents into one file each"));
+        return Err(
+            Diagnostic::error("yaml-syntax", "a metric file holds one YAML document")
+                .at(
+                    file,
+                    at..next_char_end(text, at),
+                    "a second document starts here",
+                )
+                .help("split the documents into one file each"),
+        );
     }
     Ok(match docs.into_iter().next() {
         Some(doc) => convert(&doc, &chars, text),
-        None => Node { span: 0..0, kind: NodeKind::Null },
+        None => Node {
+            span: 0..0,
+            kind: NodeKind::Null,
+        },
     })
 }
 
 fn next_char_end(text: &str, at: usize) -> usize {
-    text[at.min(text.len())..].chars().next().map_or(at, |c| at + c.len_utf8())
+    text[at.min(text.len())..]
+        .chars()
+        .next()
+        .map_or(at, |c| at + c.len_utf8())
 }
 
 fn convert(node: &MarkedYaml<'_>, chars: &CharOffsets, text: &str) -> Node {
@@ -96,7 +113,9 @@ fn convert(node: &MarkedYaml<'_>, chars: &CharOffsets, text: &str) -> Node {
                 ScalarStyle::Literal => Style::Literal,
                 ScalarStyle::Folded => Style::Folded,
             };
-            if style == Style::Plain && matches!(value.as_ref(), "" | "~" | "null" | "Null" | "NULL") {
+            if style == Style::Plain
+                && matches!(value.as_ref(), "" | "~" | "null" | "Null" | "NULL")
+            {
                 NodeKind::Null
             } else {
                 NodeKind::Scalar(value.to_string(), style)
@@ -107,7 +126,9 @@ fn convert(node: &MarkedYaml<'_>, chars: &CharOffsets, text: &str) -> Node {
             NodeKind::Seq(items.iter().map(|i| convert(i, chars, text)).collect())
         }
         YamlData::Mapping(map) => NodeKind::Map(
-            map.iter().map(|(k, v)| (convert(k, chars, text), convert(v, chars, text))).collect(),
+            map.iter()
+                .map(|(k, v)| (convert(k, chars, text), convert(v, chars, text)))
+                .collect(),
         ),
         YamlData::Tagged(_, inner) => return convert(inner, chars, text),
         YamlData::Alias(_) | YamlData::BadValue => NodeKind::Null,
@@ -118,7 +139,12 @@ fn convert(node: &MarkedYaml<'_>, chars: &CharOffsets, text: &str) -> Node {
     }
     // Block scalars end after their trailing line breaks; a caret at the end looks better
     // on the last content character.
-    while span.end > span.start && text.as_bytes().get(span.end - 1).is_some_and(|b| b.is_ascii_whitespace()) {
+    while span.end > span.start
+        && text
+            .as_bytes()
+            .get(span.end - 1)
+            .is_some_and(|b| b.is_ascii_whitespace())
+    {
         span.end -= 1;
     }
     Node { span, kind }
@@ -137,7 +163,10 @@ impl CharOffsets {
     }
 
     fn byte(&self, char_index: usize) -> usize {
-        self.offsets.get(char_index).copied().unwrap_or(*self.offsets.last().unwrap_or(&0))
+        self.offsets
+            .get(char_index)
+            .copied()
+            .unwrap_or(*self.offsets.last().unwrap_or(&0))
     }
 }
 
@@ -158,9 +187,20 @@ pub struct Text {
 
 impl Text {
     /// Builds the text of scalar `node` of `file`, whose contents are `source`.
-    pub fn from_scalar(file: FileId, source: &str, value: &str, style: Style, span: Range<usize>) -> Text {
+    pub fn from_scalar(
+        file: FileId,
+        source: &str,
+        value: &str,
+        style: Style,
+        span: Range<usize>,
+    ) -> Text {
         let map = align(source, value, style, span.clone());
-        Text { value: value.to_string(), file, span, map: map.into() }
+        Text {
+            value: value.to_string(),
+            file,
+            span,
+            map: map.into(),
+        }
     }
 
     /// A text that does not come from a file position (built-in or synthesized).
@@ -168,7 +208,12 @@ impl Text {
         let value = value.into();
         let n = value.chars().count();
         let map: Vec<usize> = std::iter::repeat_n(at.start, n + 1).collect();
-        Text { value, file, span: at, map: map.into() }
+        Text {
+            value,
+            file,
+            span: at,
+            map: map.into(),
+        }
     }
 
     /// The file range of the value's byte range `r`.
@@ -207,7 +252,11 @@ impl Text {
             return self.span.clone();
         }
         let s = self.offset_of(start.0, start.1);
-        let e = if end.0 == 0 { s } else { self.offset_of(end.0, end.1).max(s) };
+        let e = if end.0 == 0 {
+            s
+        } else {
+            self.offset_of(end.0, end.1).max(s)
+        };
         self.file_span(s..e)
     }
 }
@@ -223,8 +272,10 @@ fn align(source: &str, value: &str, style: Style, span: Range<usize>) -> Vec<usi
         // saphyr starts block scalars at their first content character
         Style::Literal | Style::Folded | Style::Plain => {}
     }
-    let raw: Vec<(usize, char)> =
-        source[start..raw_end].char_indices().map(|(i, c)| (i + start, c)).collect();
+    let raw: Vec<(usize, char)> = source[start..raw_end]
+        .char_indices()
+        .map(|(i, c)| (i + start, c))
+        .collect();
     let mut map = Vec::with_capacity(value.len() + 1);
     let mut p = 0;
     for v in value.chars() {
@@ -258,9 +309,13 @@ mod tests {
 
     fn text_of(src: &str) -> Text {
         let node = parse(FileId(0), src).unwrap();
-        let NodeKind::Map(entries) = node.kind else { panic!("not a map") };
+        let NodeKind::Map(entries) = node.kind else {
+            panic!("not a map")
+        };
         let (_, v) = &entries[0];
-        let NodeKind::Scalar(value, style) = &v.kind else { panic!("not a scalar") };
+        let NodeKind::Scalar(value, style) = &v.kind else {
+            panic!("not a scalar")
+        };
         Text::from_scalar(FileId(0), src, value, *style, v.span.clone())
     }
 
@@ -285,7 +340,10 @@ mod tests {
         assert_eq!(t.value, "sum(a)\n  / count(bad_col)\n");
         assert_eq!(back(src, &t, "bad_col"), "bad_col");
         let at = src.find("bad_col").unwrap();
-        assert_eq!(t.file_span(t.value.find("bad_col").unwrap()..t.value.find("bad_col").unwrap() + 7), at..at + 7);
+        assert_eq!(
+            t.file_span(t.value.find("bad_col").unwrap()..t.value.find("bad_col").unwrap() + 7),
+            at..at + 7
+        );
         // line 2, column 11 in the value is `bad_col`
         assert_eq!(t.offset_of(2, 11), t.value.find("bad_col").unwrap());
     }

@@ -1,0 +1,60 @@
+//! The command line: what the user typed ([`args`]), resolved into a checked configuration
+//! and handed to one command module per subcommand. Output goes through [`Out`], which
+//! treats a closed pipe as the reader being done, not as an error.
+
+pub mod args;
+mod list;
+mod validate;
+
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+
+use clap::Parser;
+
+pub use args::{Cli, ColorChoice, Command};
+
+/// How a command ended, as the process exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Everything went fine.
+    Ok = 0,
+    /// The command ran, and its checks failed (invalid definitions).
+    Failed = 1,
+    /// Usage or I/O error, or a run that could not complete.
+    Error = 2,
+}
+
+/// An error a command reports on stderr before exiting with [`Exit::Error`].
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("{0}")]
+    Message(String),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// Entry point of the `kpi` binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let color = cli.color.enabled(std::io::stderr().is_terminal());
+    let result = match cli.command {
+        Command::Validate(a) => validate::run(a, color),
+        Command::List(a) => list::run(a),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code as u8),
+        Err(CliError::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "error: {e}");
+            ExitCode::from(Exit::Error as u8)
+        }
+    }
+}
+
+/// Writes to stdout, buffered, mapping a broken pipe to a quiet end.
+pub(crate) fn print(s: &str) -> Result<(), CliError> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(s.as_bytes())?;
+    out.flush()?;
+    Ok(())
+}

@@ -1,0 +1,41 @@
+//! `kpi validate`: every definition checked, every finding printed, in one pass.
+
+use super::args::{DiagnosticFormat, ValidateArgs};
+use super::{CliError, Exit, print};
+use crate::diag::{SourceDb, render};
+use crate::validate::load_and_check;
+
+pub fn run(args: ValidateArgs, color: bool) -> Result<Exit, CliError> {
+    let mut db = SourceDb::default();
+    let (catalog, diags) = load_and_check(&args.metrics, &mut db).map_err(|e| {
+        CliError::Message(format!(
+            "cannot read metrics directory {}: {e}",
+            args.metrics.display()
+        ))
+    })?;
+    let errors = diags.iter().filter(|d| d.is_error()).count();
+    let out = match args.format {
+        DiagnosticFormat::Human => {
+            let mut s = render::human(&diags, &db, color);
+            let n = catalog.public_metrics().count();
+            if errors == 0 {
+                s.push_str(&format!(
+                    "{n} metrics and {} models are valid ({})\n",
+                    catalog.models.len(),
+                    render::summary(&diags)
+                ));
+            } else {
+                s.push_str(&format!(
+                    "{} in {}\n",
+                    render::summary(&diags),
+                    args.metrics.display()
+                ));
+            }
+            s
+        }
+        DiagnosticFormat::Json => render::json(&diags, &db),
+        DiagnosticFormat::Github => render::github(&diags, &db),
+    };
+    print(&out)?;
+    Ok(if errors > 0 { Exit::Failed } else { Exit::Ok })
+}
