@@ -121,10 +121,16 @@ fn syntax_error(text: &Text, message: &str) -> Diagnostic {
     let span = match pos {
         Some((l, c)) => {
             let at = text.offset_of(l, c);
-            let end = text.value[at..]
-                .chars()
-                .next()
-                .map_or(at, |ch| at + ch.len_utf8());
+            // the whole offending token when it is a word, else its first character
+            let rest = &text.value[at..];
+            let word = rest
+                .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len());
+            let end = if word > 0 {
+                at + word
+            } else {
+                rest.chars().next().map_or(at, |ch| at + ch.len_utf8())
+            };
             let fs = text.file_span(at..end);
             if fs.is_empty() {
                 fs.start..fs.start + 1
@@ -297,12 +303,11 @@ impl Visitor for FactVisitor {
 /// Replaces every `$name` placeholder by `f(name)`, an expression to put in its place.
 pub fn replace_placeholders(e: &mut Expr, f: &dyn Fn(&str) -> Option<Expr>) {
     let _ = ast::visit_expressions_mut(e, |x| {
-        if let Expr::Value(v) = x {
-            if let Value::Placeholder(p) = &v.value {
-                if let Some(new) = f(p) {
-                    *x = new;
-                }
-            }
+        if let Expr::Value(v) = x
+            && let Value::Placeholder(p) = &v.value
+            && let Some(new) = f(p)
+        {
+            *x = new;
         }
         ControlFlow::<()>::Continue(())
     });
@@ -312,11 +317,11 @@ pub fn replace_placeholders(e: &mut Expr, f: &dyn Fn(&str) -> Option<Expr>) {
 /// qualifier's: unqualified names resolve to the metric's own source first.
 pub fn qualify(e: &mut Expr, qualifier: &str, owns: &dyn Fn(&str) -> bool) {
     let _ = ast::visit_expressions_mut(e, |x| {
-        if let Expr::Identifier(i) = x {
-            if owns(&i.value) {
-                let span = i.span;
-                *x = Expr::CompoundIdentifier(vec![Ident::with_span(span, qualifier), i.clone()]);
-            }
+        if let Expr::Identifier(i) = x
+            && owns(&i.value)
+        {
+            let span = i.span;
+            *x = Expr::CompoundIdentifier(vec![Ident::with_span(span, qualifier), i.clone()]);
         }
         ControlFlow::<()>::Continue(())
     });

@@ -215,6 +215,17 @@ impl Cx<'_> {
 
     /// Reports keys nobody took, suggesting the closest known key.
     fn finish(&mut self, map: MapReader<'_>, known: &[&str], what: &str) {
+        self.finish_suggesting(map, known, known, what);
+    }
+
+    /// Like [`Cx::finish`], suggesting from `suggest` (a superset) while listing `known`.
+    fn finish_suggesting(
+        &mut self,
+        map: MapReader<'_>,
+        known: &[&str],
+        suggest: &[&str],
+        what: &str,
+    ) {
         for (k, _, used) in map.entries {
             if used {
                 continue;
@@ -231,7 +242,7 @@ impl Cx<'_> {
                     continue;
                 }
             };
-            let help = did_you_mean(&name, known.iter().copied());
+            let help = did_you_mean(&name, suggest.iter().copied());
             let d = Diagnostic::error("unknown-key", format!("unknown key `{name}` in {what}"))
                 .at(
                     self.file,

@@ -328,7 +328,7 @@ fn aggregate_expr(
     }
     for c in &facts.columns {
         let name = c.parts.last().cloned().unwrap_or_default();
-        if !c.in_aggregate && !(c.parts.len() == 1 && allowed.contains(&name)) {
+        if !(c.in_aggregate || c.parts.len() == 1 && allowed.contains(&name)) {
             diags.push(
                 Diagnostic::error("bare-column", format!("column `{}` is used outside an aggregate", c.parts.join(".")))
                     .at(t.file, s.span(c.span), "not aggregated")
@@ -585,7 +585,7 @@ fn aggregate(
             entity_columns.push((name.value.clone(), s));
         }
     }
-    if spec.entity.is_some() != !spec.entity_columns.is_empty() {
+    if spec.entity.is_some() == spec.entity_columns.is_empty() {
         let (span, msg) = match &spec.entity {
             Some(e) => (
                 e.span.clone(),

@@ -158,6 +158,10 @@ impl Metric {
 
 /// What a metric computes.
 #[derive(Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one per metric, built once; boxing buys nothing"
+)]
 pub enum Kind {
     /// Aggregates rows of a source.
     Aggregate(Aggregate),

@@ -1,0 +1,37 @@
+//! The shipped catalogue: valid, complete, and compact.
+
+use kpi::diag::SourceDb;
+use kpi::validate::load_and_check;
+
+#[test]
+fn shipped_metrics_are_valid_without_warnings() {
+    let mut db = SourceDb::default();
+    let (cat, diags) = load_and_check(&crate::repo("metrics"), &mut db).unwrap();
+    assert!(
+        diags.is_empty(),
+        "{}",
+        kpi::diag::render::human(&diags, &db, false)
+    );
+    assert_eq!(cat.public_metrics().count(), 39);
+}
+
+#[test]
+fn every_catalogue_kpi_is_shipped() {
+    let text = std::fs::read_to_string(crate::repo("../shared/kpi-catalogue.md"))
+        .or_else(|_| std::fs::read_to_string("/work/shared/kpi-catalogue.md"));
+    let Ok(text) = text else { return };
+    let mut db = SourceDb::default();
+    let (cat, _) = load_and_check(&crate::repo("metrics"), &mut db).unwrap();
+    let names: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .filter_map(|l| l.split('`').next())
+        .collect();
+    assert_eq!(names.len(), 39, "the catalogue lists 39 KPIs");
+    for n in names {
+        assert!(
+            cat.metric(n).is_some(),
+            "KPI `{n}` of the catalogue is not shipped"
+        );
+    }
+}
