@@ -6,8 +6,10 @@
 //! [`exec`]) and writes the results ([`output`]). The `kpi` binary is a thin CLI over this.
 
 pub mod cli;
+pub mod compile;
 pub mod diag;
 pub mod output;
+pub mod source;
 pub mod spec;
 pub mod sql;
 pub mod validate;

@@ -7,12 +7,18 @@ use crate::validate::load_and_check;
 
 pub fn run(args: ValidateArgs, color: bool) -> Result<Exit, CliError> {
     let mut db = SourceDb::default();
-    let (catalog, diags) = load_and_check(&args.metrics, &mut db).map_err(|e| {
+    let (catalog, mut diags) = load_and_check(&args.metrics, &mut db).map_err(|e| {
         CliError::Message(format!(
             "cannot read metrics directory {}: {e}",
             args.metrics.display()
         ))
     })?;
+    if let Some(data) = &args.data {
+        diags.extend(
+            crate::compile::check_against_data(&catalog, data)
+                .map_err(|e| CliError::Message(e.to_string()))?,
+        );
+    }
     let errors = diags.iter().filter(|d| d.is_error()).count();
     let out = match args.format {
         DiagnosticFormat::Human => {

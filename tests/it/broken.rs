@@ -78,3 +78,34 @@ fn errors_inside_a_block_scalar_point_into_the_yaml_file() {
     // `wher` is on line 5 of the file; the block is indented by two spaces plus four.
     assert!(text.contains("win_rate.yaml:5:"), "{text}");
 }
+
+#[test]
+fn every_schema_fault_is_found_with_data_and_points_at_its_token() {
+    let root = crate::repo("tests/broken_data");
+    let data = crate::repo("tests/data/mini");
+    let mut cases: Vec<_> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    cases.sort();
+    for case in cases {
+        let name = case.file_name().unwrap().to_string_lossy().into_owned();
+        let mut db = SourceDb::default();
+        let (cat, mut diags) = load_and_check(&case, &mut db).unwrap();
+        assert!(diags.is_empty(), "{name}: valid without data");
+        diags.extend(kpi::compile::check_against_data(&cat, &data).unwrap());
+        assert!(!diags.is_empty(), "{name}: the data check finds the fault");
+        let root = format!("{}/", env!("CARGO_MANIFEST_DIR"));
+        let text = render::human(&diags, &db, false).replace(&root, "");
+        insta::assert_snapshot!(format!("data_{name}"), text);
+    }
+}
+
+#[test]
+fn shipped_catalogue_is_valid_against_data() {
+    let mut db = SourceDb::default();
+    let (cat, diags) = load_and_check(&crate::repo("metrics"), &mut db).unwrap();
+    assert!(diags.is_empty());
+    let diags = kpi::compile::check_against_data(&cat, &crate::repo("tests/data/mini")).unwrap();
+    assert!(diags.is_empty(), "{}", render::human(&diags, &db, false));
+}

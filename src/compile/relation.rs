@@ -1,0 +1,308 @@
+//! The rows a metric reads: its source (a table or a model's table or SQL), with the
+//! model's joins and the metric's lookups, as one logical plan whose source columns are
+//! qualified by the source's name.
+
+use std::collections::HashSet;
+
+use datafusion::common::{Column, JoinType};
+use datafusion::functions_window::expr_fn::row_number;
+use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, col};
+use datafusion::prelude::SessionContext;
+
+use super::aggregate::Split;
+use super::snippet::{self, Scope, columns_of};
+use crate::diag::{Diagnostic, did_you_mean};
+use crate::source::DataRoot;
+use crate::spec::JoinOn;
+use crate::validate::{Aggregate, Catalog, Metric};
+
+/// A metric's rows.
+pub struct Relation {
+    pub plan: LogicalPlan,
+    /// The source's name: the qualifier of its own columns.
+    pub alias: String,
+    /// The source's own column names (lookup columns included).
+    pub own: HashSet<String>,
+}
+
+impl Relation {
+    /// The scope in which the metric's SQL resolves.
+    pub fn scope(&self) -> Scope<'_> {
+        Scope {
+            schema: self.plan.schema(),
+            first: &self.alias,
+            first_columns: &self.own,
+        }
+    }
+}
+
+type Diags = Vec<Diagnostic>;
+
+fn df(e: datafusion::error::DataFusionError) -> Diags {
+    vec![Diagnostic::error(
+        "plan",
+        snippet::clean_message(&e.to_string()),
+    )]
+}
+
+/// Scans table or model `name`, aliased `alias`.
+async fn scan(
+    ctx: &SessionContext,
+    root: &DataRoot,
+    cat: &Catalog,
+    name: &str,
+    alias: &str,
+    at: (crate::diag::FileId, std::ops::Range<usize>),
+) -> Result<LogicalPlan, Diags> {
+    let model = cat.model(name);
+    let plan = match model {
+        Some(m) if m.query.is_some() => {
+            let q = m.query.clone().expect("checked");
+            let statement = datafusion::sql::parser::Statement::Statement(Box::new(
+                datafusion::sql::sqlparser::ast::Statement::Query(q),
+            ));
+            let tables = ctx
+                .state()
+                .resolve_table_references(&statement)
+                .map_err(df)?;
+            for t in tables {
+                root.register(ctx, t.table()).await.map_err(|e| {
+                    let sql = m.spec.sql.as_ref().expect("checked");
+                    vec![Diagnostic::error("unknown-table", e.to_string()).at(
+                        sql.file,
+                        sql.span.clone(),
+                        "in this query",
+                    )]
+                })?;
+            }
+            ctx.state()
+                .statement_to_plan(statement)
+                .await
+                .map_err(|e| {
+                    let sql = m.spec.sql.as_ref().expect("checked");
+                    vec![
+                        Diagnostic::error("sql-error", snippet::clean_message(&e.to_string())).at(
+                            sql.file,
+                            sql.span.clone(),
+                            "",
+                        ),
+                    ]
+                })?
+        }
+        _ => {
+            let table = model
+                .and_then(|m| m.spec.table.as_ref())
+                .map_or(name, |t| t.value.as_str());
+            let (file, span) = match model
+                .and_then(|m| m.spec.table.as_ref().map(|t| (m.spec.file, t.span.clone())))
+            {
+                Some(x) => x,
+                None => at,
+            };
+            if let Err(e) = root.register(ctx, table).await {
+                let mut candidates: Vec<&str> = root.tables.keys().map(String::as_str).collect();
+                candidates.extend(cat.models.iter().map(|m| m.name()));
+                let label = did_you_mean(table, candidates)
+                    .unwrap_or_else(|| "no such table or model".into());
+                let d = match e {
+                    crate::source::SourceError::UnknownTable { .. } => {
+                        Diagnostic::error("unknown-table", format!("no table or model `{table}`"))
+                            .at(file, span, label)
+                    }
+                    other => Diagnostic::error("bad-table", other.to_string()).at(file, span, ""),
+                };
+                return Err(vec![d]);
+            }
+            ctx.table(table).await.map_err(df)?.into_unoptimized_plan()
+        }
+    };
+    LogicalPlanBuilder::from(plan)
+        .alias(alias)
+        .and_then(|b| b.build())
+        .map_err(df)
+}
+
+/// Builds the rows of aggregate metric `m`.
+pub async fn build(
+    ctx: &SessionContext,
+    root: &DataRoot,
+    cat: &Catalog,
+    m: &Metric,
+    agg: &Aggregate,
+) -> Result<Relation, Diags> {
+    let state = ctx.state();
+    let alias = agg.source.clone();
+    let mut plan = scan(
+        ctx,
+        root,
+        cat,
+        &agg.source,
+        &alias,
+        (m.file(), agg.source_span.clone()),
+    )
+    .await?;
+    // Lookups read the source alone, one row id per source row.
+    if !agg.lookups.is_empty() {
+        plan = LogicalPlanBuilder::from(plan)
+            .window(vec![row_number().alias("__rid")])
+            .and_then(|b| b.alias(&alias))
+            .and_then(|b| b.build())
+            .map_err(df)?;
+        for (i, l) in agg.lookups.iter().enumerate() {
+            let other = scan(
+                ctx,
+                root,
+                cat,
+                &l.from,
+                &l.from,
+                (m.file(), l.from_span.clone()),
+            )
+            .await?;
+            let joined_schema = plan.schema().join(other.schema()).map_err(df)?;
+            let own = columns_of(plan.schema(), &alias);
+            let on = snippet::plan(
+                &state,
+                &l.on,
+                &Scope {
+                    schema: &joined_schema,
+                    first: &alias,
+                    first_columns: &own,
+                },
+            )
+            .map_err(|d| vec![d])?;
+            let joined = LogicalPlanBuilder::from(plan.clone())
+                .join_on(other.clone(), JoinType::Inner, vec![on])
+                .and_then(|b| b.build())
+                .map_err(df)?;
+            let theirs = columns_of(other.schema(), &l.from);
+            let value = snippet::plan(
+                &state,
+                &l.value,
+                &Scope {
+                    schema: joined.schema(),
+                    first: &l.from,
+                    first_columns: &theirs,
+                },
+            )
+            .map_err(|d| vec![d])?;
+            let split = Split::new(&value, "__v").map_err(df)?;
+            let side = format!("__lookup{i}");
+            let rid = Expr::Column(Column::new(Some(alias.as_str()), "__rid"));
+            let per_row = LogicalPlanBuilder::from(joined)
+                .aggregate(vec![rid.clone().alias("__rid")], split.aggregates.clone())
+                .and_then(|b| b.alias(&side))
+                .and_then(|b| b.build())
+                .map_err(df)?;
+            let keep: Vec<Expr> = plan
+                .schema()
+                .columns()
+                .into_iter()
+                .map(Expr::Column)
+                .collect();
+            let filled = split.post_filled().map_err(df)?;
+            // The per-row aggregates come qualified by `side`; the formula reads them bare.
+            let filled = requalify(filled, &split.names, &side);
+            let mut exprs = keep;
+            exprs.push(filled.alias_qualified(Some(alias.as_str()), l.name.as_str()));
+            plan = LogicalPlanBuilder::from(plan)
+                .join_on(
+                    per_row,
+                    JoinType::Left,
+                    vec![rid.eq(Expr::Column(Column::new(Some(side.as_str()), "__rid")))],
+                )
+                .and_then(|b| b.project(exprs))
+                .and_then(|b| b.build())
+                .map_err(df)?;
+        }
+    }
+    // The model's joins.
+    if let Some(model) = cat.model(&agg.source) {
+        for j in &model.joins {
+            let target = &j.spec.target.value;
+            let right = scan(
+                ctx,
+                root,
+                cat,
+                target,
+                target,
+                (model.spec.file, j.spec.target.span.clone()),
+            )
+            .await?;
+            let cond = match (&j.spec.on, &j.condition) {
+                (JoinOn::Columns(cols), _) => {
+                    let mut e: Option<Expr> = None;
+                    for c in cols {
+                        let l = Expr::Column(Column::new(Some(alias.as_str()), c.value.as_str()));
+                        let r = Expr::Column(Column::new(Some(target.as_str()), c.value.as_str()));
+                        for (side, schema, q) in [
+                            (&l, plan.schema(), alias.as_str()),
+                            (&r, right.schema(), target.as_str()),
+                        ] {
+                            let _ = side;
+                            if !columns_of(schema, q).contains(&c.value) {
+                                return Err(vec![
+                                    Diagnostic::error(
+                                        "unknown-column",
+                                        format!("`{q}` has no column `{}` to join on", c.value),
+                                    )
+                                    .at(
+                                        model.spec.file,
+                                        c.span.clone(),
+                                        "",
+                                    ),
+                                ]);
+                            }
+                        }
+                        let eq = l.eq(r);
+                        e = Some(match e {
+                            None => eq,
+                            Some(prev) => prev.and(eq),
+                        });
+                    }
+                    e.ok_or_else(|| {
+                        vec![
+                            Diagnostic::error("bad-join", "a join needs at least one column").at(
+                                model.spec.file,
+                                j.spec.span.clone(),
+                                "",
+                            ),
+                        ]
+                    })?
+                }
+                (JoinOn::Condition(_), Some(sql)) => {
+                    let schema = plan.schema().join(right.schema()).map_err(df)?;
+                    let own = columns_of(plan.schema(), &alias);
+                    snippet::plan(
+                        &state,
+                        sql,
+                        &Scope {
+                            schema: &schema,
+                            first: &alias,
+                            first_columns: &own,
+                        },
+                    )
+                    .map_err(|d| vec![d])?
+                }
+                (JoinOn::Condition(_), None) => continue,
+            };
+            plan = LogicalPlanBuilder::from(plan)
+                .join_on(right, JoinType::Left, vec![cond])
+                .and_then(|b| b.build())
+                .map_err(df)?;
+        }
+    }
+    let own = columns_of(plan.schema(), &alias);
+    Ok(Relation { plan, alias, own })
+}
+
+fn requalify(e: Expr, names: &[String], side: &str) -> Expr {
+    use datafusion::common::tree_node::{Transformed, TreeNode};
+    e.transform_up(|x| match &x {
+        Expr::Column(c) if c.relation.is_none() && names.contains(&c.name) => Ok(Transformed::yes(
+            col(Column::new(Some(side), c.name.as_str())),
+        )),
+        _ => Ok(Transformed::no(x)),
+    })
+    .map(|t| t.data)
+    .unwrap_or_else(|_| unreachable!("infallible rewrite"))
+}
