@@ -21,6 +21,10 @@ pub enum Command {
     Validate(ValidateArgs),
     /// List every metric with its description, shape, source, grain, unit and dimensions.
     List(ListArgs),
+    /// Compute metrics for every period of a range over a data root.
+    Run(RunArgs),
+    /// Show the SQL and the plans a metric runs.
+    Explain(ExplainArgs),
 }
 
 /// When to use colors.
@@ -84,4 +88,76 @@ pub struct ListArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = ListFormat::Table)]
     pub format: ListFormat,
+}
+
+/// `kpi run`'s arguments: the CLI contract outside tools rely on.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Metrics to compute, in output column order (default: every metric).
+    #[arg(value_name = "METRIC")]
+    pub metric_names: Vec<String>,
+    /// Directory of metric and model YAML files.
+    #[arg(long, default_value = "metrics")]
+    pub metrics: PathBuf,
+    /// Data root: one CSV/Parquet file or folder per table.
+    #[arg(long, default_value = "sample_data")]
+    pub data: PathBuf,
+    /// First instant, inclusive (YYYY-MM-DD or RFC 3339); default: the data's first period.
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Last instant, exclusive (YYYY-MM-DD or RFC 3339); default: after the data's last period.
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Period length (default: the metrics' own grain, month unless they say otherwise).
+    #[arg(long, value_enum)]
+    pub grain: Option<crate::spec::Grain>,
+    /// Slice by a dimension (repeatable); columns follow the period in this order.
+    #[arg(long = "by", value_name = "DIM")]
+    pub by: Vec<String>,
+    /// A SQL predicate on dimensions, e.g. "segment = 'smb'".
+    #[arg(long = "where", value_name = "SQL")]
+    pub filter: Option<String>,
+    /// IANA time zone for period boundaries (default UTC), e.g. Europe/Madrid.
+    #[arg(long)]
+    pub tz: Option<String>,
+    /// Add each metric's value in the compared period and the change in %.
+    #[arg(long, value_enum)]
+    pub compare: Option<crate::exec::Compare>,
+    /// Output format (default: table on a terminal, csv otherwise).
+    #[arg(long, value_enum)]
+    pub format: Option<crate::output::Format>,
+    /// Write to FILE atomically instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+/// `kpi explain`'s arguments.
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// The metric to explain.
+    pub metric: String,
+    /// Directory of metric and model YAML files.
+    #[arg(long, default_value = "metrics")]
+    pub metrics: PathBuf,
+    /// Data root.
+    #[arg(long, default_value = "sample_data")]
+    pub data: PathBuf,
+    #[arg(long)]
+    pub from: Option<String>,
+    #[arg(long)]
+    pub to: Option<String>,
+    #[arg(long, value_enum)]
+    pub grain: Option<crate::spec::Grain>,
+    #[arg(long = "by", value_name = "DIM")]
+    pub by: Vec<String>,
+    #[arg(long = "where", value_name = "SQL")]
+    pub filter: Option<String>,
+    #[arg(long)]
+    pub tz: Option<String>,
+    /// Also show the physical plan.
+    #[arg(long)]
+    pub physical: bool,
+    /// Run the plans and show rows and time per operator.
+    #[arg(long)]
+    pub analyze: bool,
 }

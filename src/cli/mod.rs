@@ -4,6 +4,7 @@
 
 pub mod args;
 mod list;
+mod run;
 mod validate;
 
 use std::io::{IsTerminal, Write};
@@ -40,6 +41,8 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Validate(a) => validate::run(a, color),
         Command::List(a) => list::run(a),
+        Command::Run(a) => run::run(a, color),
+        Command::Explain(a) => run::explain(a, color),
     };
     match result {
         Ok(code) => ExitCode::from(code as u8),

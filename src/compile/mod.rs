@@ -11,9 +11,12 @@
 //! * [`functions`]: kpi's SQL functions (`hours_between`, `days_between`).
 
 mod aggregate;
+pub mod assemble;
 pub mod functions;
+pub mod period;
 mod relation;
 mod snippet;
+pub mod stage;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -28,6 +31,35 @@ use crate::source::{DataRoot, SourceError};
 use crate::validate::{Catalog, Kind};
 
 pub use snippet::PERIOD;
+
+/// A DataFusion error's message without its layer prefixes.
+pub fn snippet_error(e: &datafusion::error::DataFusionError) -> String {
+    snippet::clean_message(&e.to_string())
+}
+
+/// Plans a time expression of metric `m` against its relation: the expression and the
+/// relation's plan (for range discovery).
+pub async fn plan_time(
+    ctx: &SessionContext,
+    root: &DataRoot,
+    cat: &Catalog,
+    m: crate::validate::MetricId,
+    time: &crate::sql::Sql,
+) -> Result<
+    (
+        datafusion::logical_expr::Expr,
+        datafusion::logical_expr::LogicalPlan,
+    ),
+    Vec<Diagnostic>,
+> {
+    let metric = &cat.metrics[m];
+    let Kind::Aggregate(agg) = &metric.kind else {
+        return Err(vec![]);
+    };
+    let rel = relation::build(ctx, root, cat, metric, agg).await?;
+    let e = snippet::plan(&ctx.state(), time, &rel.scope()).map_err(|d| vec![d])?;
+    Ok((e, rel.plan))
+}
 
 /// A DataFusion session with kpi's settings and functions.
 pub fn session() -> SessionContext {

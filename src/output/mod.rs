@@ -1,3 +1,7 @@
-//! Output: turning result batches into tables for people and files for tools.
+//! Output: result batches as an aligned table for people, or CSV, JSON, JSON lines or
+//! Parquet for tools — written atomically when going to a file.
 
 pub mod table;
+mod write;
+
+pub use write::{Format, write};

@@ -3,6 +3,7 @@
 mod broken;
 mod catalogue;
 mod cli;
+mod fuzz;
 
 /// The path of a file or folder of the repository.
 pub fn repo(path: &str) -> std::path::PathBuf {

@@ -1,0 +1,130 @@
+//! `kpi run` and `kpi explain`: resolve the request, build the plans, run or show them.
+
+use std::io::IsTerminal;
+
+use super::args::{ExplainArgs, RunArgs};
+use super::{CliError, Exit, print};
+use crate::diag::{SourceDb, render};
+use crate::exec::{self, ExplainOptions, RunError, RunRequest};
+use crate::output::{self, Format};
+use crate::source::DataRoot;
+use crate::validate::load_and_check;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+/// Loads and checks definitions; prints their errors and returns `Failed` if any.
+fn load(
+    metrics: &std::path::Path,
+    db: &mut SourceDb,
+    color: bool,
+) -> Result<Result<crate::validate::Catalog, Exit>, CliError> {
+    let (catalog, diags) = load_and_check(metrics, db).map_err(|e| {
+        CliError::Message(format!(
+            "cannot read metrics directory {}: {e}",
+            metrics.display()
+        ))
+    })?;
+    if diags.iter().any(|d| d.is_error()) {
+        eprint!("{}", render::human(&diags, db, color));
+        eprintln!(
+            "{}; run `kpi validate` for details",
+            render::summary(&diags)
+        );
+        return Ok(Err(Exit::Failed));
+    }
+    Ok(Ok(catalog))
+}
+
+fn report(e: RunError, db: &SourceDb, color: bool) -> Result<Exit, CliError> {
+    match e {
+        RunError::Diagnostics(d) => {
+            eprint!("{}", render::human(&d, db, color));
+            Ok(Exit::Failed)
+        }
+        other => Err(CliError::Message(other.to_string())),
+    }
+}
+
+pub fn run(args: RunArgs, color: bool) -> Result<Exit, CliError> {
+    let mut db = SourceDb::default();
+    let catalog = match load(&args.metrics, &mut db, color)? {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    let root = DataRoot::open(&args.data).map_err(|e| CliError::Message(e.to_string()))?;
+    let format = args
+        .format
+        .unwrap_or(if std::io::stdout().is_terminal() && args.out.is_none() {
+            Format::Table
+        } else {
+            Format::Csv
+        });
+    let req = RunRequest {
+        metrics: args.metric_names,
+        from: args.from,
+        to: args.to,
+        grain: args.grain,
+        by: args.by,
+        filter: args.filter,
+        tz: args.tz,
+        compare: args.compare,
+    };
+    let show_progress = std::io::stderr().is_terminal();
+    let result = runtime().block_on(async {
+        let program = exec::prepare(&catalog, &mut db, &root, &req).await?;
+        exec::execute(&program, &catalog, &mut |i, n, name| {
+            if show_progress {
+                eprint!("\r\x1b[2Kkpi: {i}/{n} {name}");
+            }
+        })
+        .await
+    });
+    if show_progress {
+        eprint!("\r\x1b[2K");
+    }
+    let out = match result {
+        Ok(o) => o,
+        Err(e) => return report(e, &db, color),
+    };
+    output::write(&out, format, args.out.as_deref())?;
+    Ok(Exit::Ok)
+}
+
+pub fn explain(args: ExplainArgs, color: bool) -> Result<Exit, CliError> {
+    let mut db = SourceDb::default();
+    let catalog = match load(&args.metrics, &mut db, color)? {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    let root = DataRoot::open(&args.data).map_err(|e| CliError::Message(e.to_string()))?;
+    let req = RunRequest {
+        metrics: vec![args.metric],
+        from: args.from,
+        to: args.to,
+        grain: args.grain,
+        by: args.by,
+        filter: args.filter,
+        tz: args.tz,
+        compare: None,
+    };
+    let opts = ExplainOptions {
+        physical: args.physical,
+        analyze: args.analyze,
+    };
+    let result = runtime().block_on(async {
+        let program = exec::prepare(&catalog, &mut db, &root, &req).await?;
+        exec::explain(&program, &catalog, &opts).await
+    });
+    match result {
+        Ok(text) => {
+            print(&text)?;
+            Ok(Exit::Ok)
+        }
+        Err(e) => report(e, &db, color),
+    }
+}

@@ -1,0 +1,551 @@
+//! Execution: resolves a run request against the catalogue, computes each stage over the
+//! data, then the assembly, and hands back record batches.
+//!
+//! Stages run one after another, each with all of DataFusion's parallelism; their results
+//! (one row per period and dimension combination) are kept as in-memory tables that the
+//! assembly joins. `explain` builds the very same plans without running them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono_tz::Tz;
+use datafusion::arrow::array::Array;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::datasource::MemTable;
+use datafusion::functions_aggregate::expr_fn::{max, min};
+use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder};
+use datafusion::physical_plan::displayable;
+use datafusion::prelude::SessionContext;
+
+use crate::compile::assemble::{self, Layout, OutputColumn, stage_table};
+use crate::compile::period::{Calendar, Period, parse_instant};
+use crate::compile::stage::{self, Request, Stage};
+use crate::compile::{self, snippet_error};
+use crate::diag::{Diagnostic, SourceDb, did_you_mean};
+use crate::source::{DataRoot, SourceError};
+use crate::spec::{Grain, Text, Unit};
+use crate::validate::{Catalog, Kind, MetricId, Shift};
+
+/// What `--compare` adds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Compare {
+    /// The period before.
+    PreviousPeriod,
+    /// The same period a year before.
+    PreviousYear,
+}
+
+/// A run as the user asked for it.
+#[derive(Debug, Clone, Default)]
+pub struct RunRequest {
+    /// Metric names; empty means every public metric.
+    pub metrics: Vec<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub grain: Option<Grain>,
+    pub by: Vec<String>,
+    pub filter: Option<String>,
+    pub tz: Option<String>,
+    pub compare: Option<Compare>,
+}
+
+/// Why a run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Problems with what the user asked for or with the definitions: exit code 1 when
+    /// they are definition errors, 2 for usage.
+    #[error("{} error(s)", .0.len())]
+    Diagnostics(Vec<Diagnostic>),
+    #[error("{0}")]
+    Usage(String),
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error("{0}")]
+    Execution(String),
+}
+
+/// A run's result: batches, and each output column's unit for display.
+pub struct RunOutput {
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+    pub units: Vec<Option<Unit>>,
+}
+
+/// A resolved run: every plan built, nothing executed yet.
+pub struct Program {
+    pub ctx: SessionContext,
+    pub calendar: Calendar,
+    pub periods: Vec<Period>,
+    pub dims: Vec<String>,
+    pub stages: HashMap<MetricId, Stage>,
+    pub order: Vec<MetricId>,
+    pub columns: Vec<OutputColumn>,
+    pub units: Vec<Option<Unit>>,
+}
+
+fn usage(s: impl Into<String>) -> RunError {
+    RunError::Usage(s.into())
+}
+
+/// Resolves `req` and builds every stage plan.
+pub async fn prepare(
+    cat: &Catalog,
+    db: &mut SourceDb,
+    root: &DataRoot,
+    req: &RunRequest,
+) -> Result<Program, RunError> {
+    let ids: Vec<MetricId> = if req.metrics.is_empty() {
+        cat.public_metrics().collect()
+    } else {
+        req.metrics
+            .iter()
+            .map(|n| {
+                cat.metric(n).ok_or_else(|| {
+                    let hint = did_you_mean(n, cat.metric_names())
+                        .map(|h| format!(" ({h})"))
+                        .unwrap_or_default();
+                    usage(format!(
+                        "no metric named `{n}`{hint}; `kpi list` shows them all"
+                    ))
+                })
+            })
+            .collect::<Result<_, _>>()?
+    };
+    if ids.is_empty() {
+        return Err(usage("no metric to run"));
+    }
+    let tz: Tz = match &req.tz {
+        None => chrono_tz::UTC,
+        Some(z) => z.parse().map_err(|_| {
+            let hint = did_you_mean(z, chrono_tz::TZ_VARIANTS.iter().map(|t| t.name()))
+                .map(|h| format!(" ({h})"))
+                .unwrap_or_default();
+            usage(format!(
+                "unknown time zone `{z}`{hint}; use an IANA name such as Europe/Madrid"
+            ))
+        })?,
+    };
+    let grain = match req.grain {
+        Some(g) => g,
+        None => {
+            let grains: Vec<Grain> = ids
+                .iter()
+                .map(|&i| {
+                    cat.metrics[i]
+                        .spec
+                        .grain
+                        .as_ref()
+                        .map_or(Grain::Month, |g| g.value)
+                })
+                .collect();
+            if grains.iter().any(|g| *g != grains[0]) {
+                return Err(usage(
+                    "these metrics have different default grains; choose one with --grain",
+                ));
+            }
+            grains[0]
+        }
+    };
+    let calendar = Calendar::new(grain, tz);
+    // --by: every metric must carry every dimension.
+    for d in &req.by {
+        for &i in &ids {
+            let dims = cat.dimensions(i);
+            if !dims.contains(d) {
+                let has = if dims.is_empty() {
+                    "none".to_string()
+                } else {
+                    dims.join(", ")
+                };
+                let hint = did_you_mean(d, dims.iter().map(String::as_str))
+                    .map(|h| format!(" ({h})"))
+                    .unwrap_or_default();
+                return Err(usage(format!(
+                    "metric `{}` has no dimension `{d}`{hint}; its dimensions: {has}",
+                    cat.metrics[i].name
+                )));
+            }
+        }
+    }
+    let mut seen = Vec::new();
+    for d in &req.by {
+        if seen.contains(d) {
+            return Err(usage(format!("--by {d} is given twice")));
+        }
+        seen.push(d.clone());
+    }
+    let filter = match &req.filter {
+        Some(w) => {
+            let file = db.add("<--where>", w.as_str());
+            let text = Text::from_scalar(file, w, w, crate::spec::yaml::Style::Plain, 0..w.len());
+            Some(crate::sql::parse_expr(&text).map_err(|d| RunError::Diagnostics(vec![d]))?)
+        }
+        None => None,
+    };
+    // Output columns.
+    let mut columns = Vec::new();
+    let mut units = vec![None];
+    units.extend(req.by.iter().map(|_| None));
+    for &i in &ids {
+        let m = &cat.metrics[i];
+        let unit = m.spec.unit.as_ref().map(|u| u.value);
+        columns.push(OutputColumn::Value {
+            name: m.name.clone(),
+            metric: i,
+            shift: vec![],
+        });
+        units.push(unit);
+        if let Some(c) = req.compare {
+            let shift = match c {
+                Compare::PreviousPeriod => Shift::Periods(1),
+                Compare::PreviousYear => Shift::Year,
+            };
+            let prev = format!("{}_previous", m.name);
+            columns.push(OutputColumn::Value {
+                name: prev.clone(),
+                metric: i,
+                shift: vec![shift],
+            });
+            columns.push(OutputColumn::Change {
+                name: format!("{}_change_pct", m.name),
+                current: m.name.clone(),
+                previous: prev,
+            });
+            units.push(unit);
+            units.push(Some(Unit::Percent));
+        }
+    }
+    let ctx = compile::session();
+    let needed = assemble::needs(cat, &columns);
+    let mut order: Vec<MetricId> = Vec::new();
+    for (m, _) in &needed {
+        if !order.contains(m) {
+            order.push(*m);
+        }
+    }
+    // The range: as given, or every period the data's time columns cover.
+    let from = req
+        .from
+        .as_deref()
+        .map(|s| {
+            parse_instant(s, tz).ok_or_else(|| {
+                usage(format!(
+                    "--from `{s}` is not a date (YYYY-MM-DD) or an RFC 3339 timestamp"
+                ))
+            })
+        })
+        .transpose()?;
+    let to = req
+        .to
+        .as_deref()
+        .map(|s| {
+            parse_instant(s, tz).ok_or_else(|| {
+                usage(format!(
+                    "--to `{s}` is not a date (YYYY-MM-DD) or an RFC 3339 timestamp"
+                ))
+            })
+        })
+        .transpose()?;
+    let (from, to) = match (from, to) {
+        (Some(f), Some(t)) => (f, t),
+        (f, t) => {
+            let (lo, hi) = data_range(&ctx, cat, root, &order).await?;
+            (f.unwrap_or(lo), t.unwrap_or(hi))
+        }
+    };
+    if to <= from {
+        return Err(usage("--to must be after --from"));
+    }
+    let periods = calendar.periods(from, to);
+    if periods.len() > 100_000 {
+        return Err(usage(format!(
+            "{} periods of a {grain} is too many; narrow --from/--to or choose a coarser --grain",
+            periods.len()
+        )));
+    }
+    let mut stages = HashMap::new();
+    let mut diags = Vec::new();
+    for &m in &order {
+        let mut ps: Vec<Period> = Vec::new();
+        for (n, s) in &needed {
+            if *n == m {
+                ps.extend(periods.iter().map(|p| calendar.shift(*p, s)));
+            }
+        }
+        ps.sort();
+        ps.dedup();
+        let r = Request {
+            calendar,
+            periods: ps,
+            dims: &req.by,
+            filter: filter.as_ref(),
+        };
+        match stage::build(&ctx, root, cat, m, &r).await {
+            Ok(s) => {
+                stages.insert(m, s);
+            }
+            Err(d) => diags.extend(d),
+        }
+    }
+    if !diags.is_empty() {
+        return Err(RunError::Diagnostics(diags));
+    }
+    Ok(Program {
+        ctx,
+        calendar,
+        periods,
+        dims: req.by.clone(),
+        stages,
+        order,
+        columns,
+        units,
+    })
+}
+
+/// The instants spanning every time column the metrics read: `[min, max]` as `[from, to)`.
+async fn data_range(
+    ctx: &SessionContext,
+    cat: &Catalog,
+    root: &DataRoot,
+    order: &[MetricId],
+) -> Result<(i64, i64), RunError> {
+    let mut lo = i64::MAX;
+    let mut hi = i64::MIN;
+    for &m in order {
+        let metric = &cat.metrics[m];
+        let Kind::Aggregate(agg) = &metric.kind else {
+            continue;
+        };
+        let time = agg
+            .time
+            .as_ref()
+            .or_else(|| cat.model(&agg.source).and_then(|md| md.time.as_ref()));
+        let Some(time) = time else { continue };
+        let (t, rel) = compile::plan_time(ctx, root, cat, m, time)
+            .await
+            .map_err(RunError::Diagnostics)?;
+        let plan = LogicalPlanBuilder::from(rel)
+            .aggregate(
+                Vec::<datafusion::logical_expr::Expr>::new(),
+                vec![min(t.clone()), max(t)],
+            )
+            .and_then(|b| b.build())
+            .map_err(|e| RunError::Execution(e.to_string()))?;
+        let batches = collect(ctx, plan, &metric.name).await?;
+        for b in batches {
+            let cast = |i: usize| {
+                datafusion::arrow::compute::cast(b.column(i), &crate::source::utc_timestamp())
+            };
+            let (a, z) = (
+                cast(0).map_err(|e| RunError::Execution(e.to_string()))?,
+                cast(1).map_err(|e| RunError::Execution(e.to_string()))?,
+            );
+            let a = a
+                .as_any()
+                .downcast_ref::<datafusion::arrow::array::TimestampMicrosecondArray>()
+                .expect("timestamps");
+            let z = z
+                .as_any()
+                .downcast_ref::<datafusion::arrow::array::TimestampMicrosecondArray>()
+                .expect("timestamps");
+            if !a.is_empty() && a.is_valid(0) {
+                lo = lo.min(a.value(0));
+            }
+            if !z.is_empty() && z.is_valid(0) {
+                hi = hi.max(z.value(0));
+            }
+        }
+    }
+    if lo > hi {
+        return Err(usage(
+            "the data holds no timestamps for these metrics; give the range with --from and --to",
+        ));
+    }
+    Ok((lo, hi + 1))
+}
+
+async fn collect(
+    ctx: &SessionContext,
+    plan: LogicalPlan,
+    what: &str,
+) -> Result<Vec<RecordBatch>, RunError> {
+    let df = ctx
+        .execute_logical_plan(plan)
+        .await
+        .map_err(|e| exec_error(what, &e))?;
+    df.collect().await.map_err(|e| exec_error(what, &e))
+}
+
+fn exec_error(what: &str, e: &datafusion::error::DataFusionError) -> RunError {
+    let msg = e.to_string();
+    let msg = msg
+        .trim_start_matches("External error: ")
+        .trim_start_matches("Arrow error: ");
+    RunError::Execution(format!("computing `{what}`: {msg}"))
+}
+
+/// Runs every stage, then the assembly. `progress` hears each stage's name as it starts.
+pub async fn execute(
+    p: &Program,
+    cat: &Catalog,
+    progress: &mut dyn FnMut(usize, usize, &str),
+) -> Result<RunOutput, RunError> {
+    for (i, m) in p.order.iter().enumerate() {
+        let name = &cat.metrics[*m].name;
+        progress(i + 1, p.order.len(), name);
+        let stage = &p.stages[m];
+        let batches = collect(&p.ctx, stage.plan.clone(), name).await?;
+        let schema = Arc::new(stage.plan.schema().as_arrow().clone());
+        let table = MemTable::try_new(schema, vec![batches]).map_err(|e| exec_error(name, &e))?;
+        p.ctx
+            .register_table(stage_table(cat, *m), Arc::new(table))
+            .map_err(|e| exec_error(name, &e))?;
+    }
+    let plan = assembly(p, cat).await?;
+    let batches = collect(&p.ctx, plan.clone(), "the output").await?;
+    Ok(RunOutput {
+        schema: Arc::new(plan.schema().as_arrow().clone()),
+        batches,
+        units: p.units.clone(),
+    })
+}
+
+async fn assembly(p: &Program, cat: &Catalog) -> Result<LogicalPlan, RunError> {
+    let layout = Layout {
+        calendar: p.calendar,
+        periods: &p.periods,
+        dims: &p.dims,
+        columns: p.columns.clone(),
+    };
+    assemble::build(&p.ctx, cat, &p.stages, &layout)
+        .await
+        .map_err(RunError::Diagnostics)
+}
+
+/// What `kpi explain` shows.
+pub struct ExplainOptions {
+    pub physical: bool,
+    pub analyze: bool,
+}
+
+/// Renders every plan of a program: SQL (DataFusion's unparser), optimized logical plan,
+/// and optionally the physical plan or per-operator metrics of an actual run.
+pub async fn explain(
+    p: &Program,
+    cat: &Catalog,
+    opts: &ExplainOptions,
+) -> Result<String, RunError> {
+    let mut out = String::new();
+    let state = p.ctx.state();
+    let ps = &p.periods;
+    out.push_str(&format!(
+        "periods: {} {} period(s) from {} to {} ({})\n\n",
+        ps.len(),
+        p.calendar.grain,
+        ps.first().map(|x| x.date.to_string()).unwrap_or_default(),
+        ps.last().map(|x| x.date.to_string()).unwrap_or_default(),
+        p.calendar.tz.name()
+    ));
+    let mut plans: Vec<(String, String, LogicalPlan)> = Vec::new();
+    for m in &p.order {
+        let s = &p.stages[m];
+        plans.push((
+            format!("stage `{}`", cat.metrics[*m].name),
+            s.shape.clone(),
+            s.plan.clone(),
+        ));
+        // Register the stage's schema so the assembly can be planned without running it.
+        let schema = Arc::new(s.plan.schema().as_arrow().clone());
+        if !opts.analyze {
+            let table =
+                MemTable::try_new(schema, vec![vec![]]).map_err(|e| exec_error("explain", &e))?;
+            let _ = p.ctx.register_table(stage_table(cat, *m), Arc::new(table));
+        }
+    }
+    if opts.analyze {
+        let _ = execute(p, cat, &mut |_, _, _| {}).await?;
+    }
+    let asm = assembly(p, cat).await?;
+    plans.push((
+        "assembly".to_string(),
+        "periods × dimension values, stages joined, formulas computed".to_string(),
+        asm,
+    ));
+    for (title, shape, plan) in plans {
+        out.push_str(&format!("── {title}: {shape}\n\n"));
+        match datafusion::sql::unparser::plan_to_sql(&plan) {
+            Ok(sql) => out.push_str(&format!("SQL:\n{}\n\n", pretty_sql(&sql.to_string()))),
+            Err(e) => out.push_str(&format!(
+                "SQL: (not expressible: {})\n\n",
+                snippet_error(&e)
+            )),
+        }
+        let optimized = state.optimize(&plan).map_err(|e| exec_error(&title, &e))?;
+        out.push_str(&format!(
+            "Optimized logical plan:\n{}\n\n",
+            optimized.display_indent()
+        ));
+        if opts.physical || opts.analyze {
+            let physical = state
+                .create_physical_plan(&optimized)
+                .await
+                .map_err(|e| exec_error(&title, &e))?;
+            if opts.analyze {
+                let ctx = p.ctx.task_ctx();
+                let _ = datafusion::physical_plan::collect(physical.clone(), ctx)
+                    .await
+                    .map_err(|e| exec_error(&title, &e))?;
+                out.push_str(&format!(
+                    "Physical plan with metrics:\n{}\n",
+                    displayable(physical.as_ref()).indent(true)
+                ));
+                let _ = physical.metrics();
+                out.push_str(&format!("{}\n", metrics_tree(physical.as_ref(), 0)));
+            } else {
+                out.push_str(&format!(
+                    "Physical plan:\n{}\n",
+                    displayable(physical.as_ref()).indent(true)
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn metrics_tree(plan: &dyn datafusion::physical_plan::ExecutionPlan, depth: usize) -> String {
+    let mut s = String::new();
+    let m = plan
+        .metrics()
+        .map(|m| {
+            m.aggregate_by_name()
+                .sorted_for_display()
+                .timestamps_removed()
+                .to_string()
+        })
+        .unwrap_or_default();
+    s.push_str(&format!("{}{}: {}\n", "  ".repeat(depth), plan.name(), m));
+    for c in plan.children() {
+        s.push_str(&metrics_tree(c.as_ref(), depth + 1));
+    }
+    s
+}
+
+/// Breaks the unparser's one-line SQL before its main clauses, for reading.
+fn pretty_sql(sql: &str) -> String {
+    let mut s = sql.to_string();
+    for kw in [
+        " FROM ",
+        " WHERE ",
+        " GROUP BY ",
+        " ORDER BY ",
+        " LEFT JOIN ",
+        " INNER JOIN ",
+        " CROSS JOIN ",
+        " JOIN ",
+        " UNION ",
+    ] {
+        s = s.replace(kw, &format!("\n{}", kw.trim_start()));
+    }
+    s
+}

@@ -1,0 +1,224 @@
+//! Writers for every output format, and the atomic file they write into.
+//!
+//! A file is written to a temporary sibling and renamed into place only once complete: a
+//! failed run leaves no file, never a partial one. Floats are written in full precision
+//! (shortest representation that reads back to the same number); NULL is an empty CSV
+//! field and a JSON `null`.
+
+use std::io::Write;
+use std::path::Path;
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray};
+use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+
+use crate::exec::RunOutput;
+use crate::spec::Unit;
+
+/// Output formats of `kpi run`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Aligned columns, numbers formatted by unit (the default on a terminal).
+    Table,
+    /// Comma-separated, with a header; NULL is an empty field.
+    Csv,
+    /// One JSON array of row objects.
+    Json,
+    /// One JSON object per line.
+    Jsonl,
+    /// Apache Parquet.
+    Parquet,
+}
+
+/// Writes `out` in `format` to `path`, or to stdout when `path` is `None`.
+pub fn write(out: &RunOutput, format: Format, path: Option<&Path>) -> std::io::Result<()> {
+    match path {
+        None => {
+            if format == Format::Parquet {
+                return Err(std::io::Error::other("--format parquet needs --out FILE"));
+            }
+            let mut w = std::io::BufWriter::new(std::io::stdout());
+            write_to(out, format, &mut w)?;
+            w.flush()
+        }
+        Some(path) => {
+            let dir = match path.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p,
+                _ => Path::new("."),
+            };
+            let mut tmp = tempfile::Builder::new()
+                .prefix(".kpi-")
+                .suffix(".tmp")
+                .tempfile_in(dir)?;
+            {
+                let mut w = std::io::BufWriter::new(tmp.as_file_mut());
+                write_to(out, format, &mut w)?;
+                w.flush()?;
+            }
+            tmp.as_file().sync_all()?;
+            tmp.persist(path).map_err(|e| e.error)?;
+            Ok(())
+        }
+    }
+}
+
+fn io(e: impl std::error::Error + Send + Sync + 'static) -> std::io::Error {
+    std::io::Error::other(e)
+}
+
+fn write_to(out: &RunOutput, format: Format, w: &mut (dyn Write + Send)) -> std::io::Result<()> {
+    use datafusion::arrow::{csv, json};
+    match format {
+        Format::Table => w.write_all(table(out).as_bytes()),
+        Format::Csv => {
+            let mut writer = csv::WriterBuilder::new().with_header(true).build(w);
+            if out.batches.is_empty() {
+                writer
+                    .write(&RecordBatch::new_empty(out.schema.clone()))
+                    .map_err(io)?;
+            }
+            for b in &out.batches {
+                writer.write(b).map_err(io)?;
+            }
+            Ok(())
+        }
+        Format::Json => {
+            let mut writer = json::WriterBuilder::new()
+                .with_explicit_nulls(true)
+                .build::<_, json::writer::JsonArray>(&mut *w);
+            for b in &out.batches {
+                writer.write(b).map_err(io)?;
+            }
+            writer.finish().map_err(io)?;
+            drop(writer);
+            if out.batches.iter().all(|b| b.num_rows() == 0) {
+                w.write_all(b"[]")?;
+            }
+            w.write_all(b"\n")
+        }
+        Format::Jsonl => {
+            let mut writer = json::WriterBuilder::new()
+                .with_explicit_nulls(true)
+                .build::<_, json::writer::LineDelimited>(&mut *w);
+            for b in &out.batches {
+                writer.write(b).map_err(io)?;
+            }
+            writer.finish().map_err(io)
+        }
+        Format::Parquet => {
+            let mut writer =
+                datafusion::parquet::arrow::ArrowWriter::try_new(w, out.schema.clone(), None)
+                    .map_err(io)?;
+            for b in &out.batches {
+                writer.write(b).map_err(io)?;
+            }
+            writer.close().map_err(io)?;
+            Ok(())
+        }
+    }
+}
+
+/// The rows as an aligned table, numbers formatted by their unit.
+pub fn table(out: &RunOutput) -> String {
+    let header: Vec<String> = out
+        .schema
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    let mut right = Vec::new();
+    for (i, f) in out.schema.fields().iter().enumerate() {
+        if f.data_type().is_numeric() {
+            right.push(i);
+        }
+    }
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    for b in &out.batches {
+        let cells: Vec<Vec<String>> = b
+            .columns()
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format_column(c, out.units.get(i).copied().flatten()))
+            .collect();
+        for r in 0..b.num_rows() {
+            rows.push(cells.iter().map(|c| c[r].clone()).collect());
+        }
+    }
+    super::table::align_dyn(&header, &rows, &right)
+}
+
+fn format_column(c: &ArrayRef, unit: Option<Unit>) -> Vec<String> {
+    let n = c.len();
+    match c.data_type() {
+        DataType::Float64 => {
+            let a = c.as_primitive::<Float64Type>();
+            (0..n)
+                .map(|i| {
+                    if a.is_null(i) {
+                        "—".into()
+                    } else {
+                        number(a.value(i), unit)
+                    }
+                })
+                .collect()
+        }
+        DataType::Int64 => {
+            let a = c.as_primitive::<Int64Type>();
+            (0..n)
+                .map(|i| {
+                    if a.is_null(i) {
+                        "—".into()
+                    } else {
+                        number(a.value(i) as f64, unit.or(Some(Unit::Count)))
+                    }
+                })
+                .collect()
+        }
+        _ => {
+            let opts = FormatOptions::default().with_null("—");
+            match ArrayFormatter::try_new(c.as_ref(), &opts) {
+                Ok(f) => (0..n).map(|i| f.value(i).to_string()).collect(),
+                Err(_) => vec![String::new(); n],
+            }
+        }
+    }
+}
+
+fn number(v: f64, unit: Option<Unit>) -> String {
+    match unit {
+        Some(Unit::Count) if v.fract() == 0.0 => group(&format!("{v:.0}")),
+        Some(Unit::Percent) => format!("{}%", group(&format!("{v:.2}"))),
+        Some(Unit::Currency) => group(&format!("{v:.2}")),
+        _ => group(&format!("{v:.2}")),
+    }
+}
+
+/// Thousands separators for the integer part of a formatted number.
+fn group(s: &str) -> String {
+    let (sign, rest) = s.strip_prefix('-').map_or(("", s), |r| ("-", r));
+    let (int, frac) = rest
+        .split_once('.')
+        .map_or((rest, None), |(a, b)| (a, Some(b)));
+    let mut out = String::new();
+    for (i, ch) in int.chars().enumerate() {
+        if i > 0 && (int.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    match frac {
+        Some(f) => format!("{sign}{out}.{f}"),
+        None => format!("{sign}{out}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn thousands_are_grouped() {
+        assert_eq!(super::group("1234567.50"), "1,234,567.50");
+        assert_eq!(super::group("-1234"), "-1,234");
+        assert_eq!(super::group("12"), "12");
+    }
+}
