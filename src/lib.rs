@@ -9,6 +9,7 @@ pub mod cli;
 pub mod compile;
 pub mod diag;
 pub mod exec;
+pub mod generate;
 pub mod output;
 pub mod source;
 pub mod spec;

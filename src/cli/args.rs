@@ -25,6 +25,8 @@ pub enum Command {
     Run(RunArgs),
     /// Show the SQL and the plans a metric runs.
     Explain(ExplainArgs),
+    /// Generate a deterministic CRM data set (all 12 tables) at any scale.
+    Gen(GenArgs),
 }
 
 /// When to use colors.
@@ -160,4 +162,26 @@ pub struct ExplainArgs {
     /// Run the plans and show rows and time per operator.
     #[arg(long)]
     pub analyze: bool,
+}
+
+/// `kpi gen`'s arguments.
+#[derive(Debug, Args)]
+pub struct GenArgs {
+    /// Output directory (a data root); existing tables in it are replaced.
+    pub out: PathBuf,
+    /// Size: 1 is a few thousand rows over two years; 1000 is millions.
+    #[arg(long, default_value_t = 1.0)]
+    pub scale: f64,
+    /// Seed of the generator: the same seed gives the same data.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Layout of the tables.
+    #[arg(long, value_enum, default_value_t = crate::generate::Layout::Csv)]
+    pub format: crate::generate::Layout,
+    /// First day of data, inclusive.
+    #[arg(long, default_value = "2024-01-01")]
+    pub from: chrono::NaiveDate,
+    /// Last day of data, exclusive.
+    #[arg(long, default_value = "2026-01-01")]
+    pub to: chrono::NaiveDate,
 }

@@ -3,6 +3,7 @@
 //! treats a closed pipe as the reader being done, not as an error.
 
 pub mod args;
+mod r#gen;
 mod list;
 mod run;
 mod validate;
@@ -43,6 +44,7 @@ pub fn main() -> ExitCode {
         Command::List(a) => list::run(a),
         Command::Run(a) => run::run(a, color),
         Command::Explain(a) => run::explain(a, color),
+        Command::Gen(a) => r#gen::run(a),
     };
     match result {
         Ok(code) => ExitCode::from(code as u8),
