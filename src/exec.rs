@@ -31,8 +31,10 @@ use crate::validate::{Catalog, Kind, MetricId, Shift};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Compare {
     /// The period before.
+    #[value(name = "previous_period")]
     PreviousPeriod,
     /// The same period a year before.
+    #[value(name = "previous_year")]
     PreviousYear,
 }
 

@@ -145,7 +145,18 @@ pub async fn build(
     let scope = rel.scope();
     let dims = dimensions(ctx, cat, agg, &rel, req.dims)?;
     let filter = match req.filter {
-        Some(w) => Some(where_on_dims(ctx, w, &dims, &rel)?),
+        Some(w) => {
+            // `--where` may name any dimension of the metric, sliced by or not.
+            let model = cat.model(&agg.source);
+            let all: Vec<String> = model
+                .iter()
+                .flat_map(|m| m.dimensions.iter())
+                .chain(&agg.dimensions)
+                .map(|d| d.name.value.clone())
+                .collect();
+            let all = dimensions(ctx, cat, agg, &rel, &all)?;
+            Some(where_on_dims(ctx, w, &all, &rel)?)
+        }
         None => None,
     };
     let mut row_filters = Vec::new();

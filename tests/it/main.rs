@@ -4,6 +4,7 @@ mod broken;
 mod catalogue;
 mod cli;
 mod fuzz;
+mod run;
 
 /// The path of a file or folder of the repository.
 pub fn repo(path: &str) -> std::path::PathBuf {

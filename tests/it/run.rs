@@ -1,0 +1,420 @@
+//! `kpi run` on small hand-made data sets; every expected value is worked out by hand in
+//! the comment above it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A temporary project: metric files and CSV tables.
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    pub fn new(metrics: &[(&str, &str)], tables: &[(&str, &str)]) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, body) in metrics {
+            let p = dir.path().join("metrics").join(name);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, body).unwrap();
+        }
+        std::fs::create_dir_all(dir.path().join("data")).unwrap();
+        for (name, body) in tables {
+            std::fs::write(dir.path().join("data").join(name), body).unwrap();
+        }
+        Fixture { dir }
+    }
+
+    pub fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    /// Runs `kpi run` with `args`; returns (exit code, stdout, stderr).
+    pub fn run(&self, args: &[&str]) -> (i32, String, String) {
+        kpi_in(
+            self.dir.path(),
+            &[
+                &[
+                    "run",
+                    "--metrics",
+                    "metrics",
+                    "--data",
+                    "data",
+                    "--format",
+                    "csv",
+                ],
+                args,
+            ]
+            .concat(),
+        )
+    }
+
+    /// Runs and parses the CSV output into rows of cells, failing on a non-zero exit.
+    pub fn rows(&self, args: &[&str]) -> Vec<Vec<String>> {
+        let (code, out, err) = self.run(args);
+        assert_eq!(code, 0, "kpi run {args:?} failed:\n{err}");
+        csv_rows(&out)
+    }
+}
+
+pub fn kpi_in(dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_kpi"))
+        .args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+pub fn csv_rows(s: &str) -> Vec<Vec<String>> {
+    s.lines()
+        .map(|l| l.split(',').map(str::to_string).collect())
+        .collect()
+}
+
+const ORDERS: &str = "\
+order_id,customer_id,ordered_at,amount,status
+1,1,2024-01-01T00:00:00Z,10,paid
+2,1,2024-01-31T23:59:59Z,20,paid
+3,2,2024-02-01T00:00:00Z,40,paid
+4,2,2024-02-29T12:00:00Z,80,paid
+5,3,2024-02-29T23:59:59Z,5,refunded
+6,3,2024-04-01T00:00:00Z,1,paid
+";
+
+const CUSTOMERS: &str = "\
+customer_id,created_at,segment,region
+1,2023-12-01T00:00:00Z,smb,BR-SP
+2,2023-12-01T00:00:00Z,enterprise,
+3,2023-12-01T00:00:00Z,smb,ES-MD
+";
+
+fn sales() -> Fixture {
+    Fixture::new(
+        &[
+            (
+                "models/orders.yaml",
+                "table: orders\ntime: ordered_at\njoins:\n  customers: {on: customer_id, relationship: many_to_one}\ndimensions: [customers.segment, customers.region]\n",
+            ),
+            (
+                "revenue.yaml",
+                "source: orders\nfilter: status = 'paid'\nformula: sum(amount)\n",
+            ),
+            (
+                "paid_orders.yaml",
+                "source: orders\nfilter: status = 'paid'\nformula: count(*)\n",
+            ),
+            ("aov.yaml", "formula: revenue / paid_orders\n"),
+            ("avg_amount.yaml", "source: orders\nformula: avg(amount)\n"),
+            (
+                "growth.yaml",
+                "formula: 100 * (revenue - prev(revenue)) / prev(revenue)\n",
+            ),
+            (
+                "ytd.yaml",
+                "source: orders\nfilter: status = 'paid'\nwindow: year_to_date\nformula: sum(amount)\n",
+            ),
+        ],
+        &[("orders.csv", ORDERS), ("customers.csv", CUSTOMERS)],
+    )
+}
+
+#[test]
+fn boundaries_empty_periods_and_derived_ratios() {
+    let f = sales();
+    let rows = f.rows(&[
+        "revenue",
+        "paid_orders",
+        "aov",
+        "avg_amount",
+        "--from",
+        "2024-01-01",
+        "--to",
+        "2024-05-01",
+    ]);
+    assert_eq!(
+        rows[0],
+        ["period", "revenue", "paid_orders", "aov", "avg_amount"]
+    );
+    // Jan: orders 1 (exactly at the start) and 2 (last second): 10 + 20 = 30, 2 orders,
+    // 30 / 2 = 15; avg over all statuses (10, 20) = 15.
+    assert_eq!(rows[1], ["2024-01-01", "30", "2", "15.0", "15.0"]);
+    // Feb: order 3 (exactly at Jan's end) and 4 (leap day): 40 + 80 = 120; avg of 40, 80, 5.
+    // (Integer amounts in CSV are read as integers, so sums print as integers.)
+    assert_eq!(
+        rows[2],
+        ["2024-02-01", "120", "2", "60.0", "41.666666666666664"]
+    );
+    // Mar: no rows: sum 0, count 0, 0 / 0 and avg of nothing are NULL (empty CSV field).
+    assert_eq!(rows[3], ["2024-03-01", "0", "0", "", ""]);
+    // Apr: order 6 exactly at the start.
+    assert_eq!(rows[4], ["2024-04-01", "1", "1", "1.0", "1.0"]);
+    assert_eq!(rows.len(), 5);
+    // `--to` is exclusive: 2024-04-01 ends the range before April.
+    let rows = f.rows(&["revenue", "--from", "2024-01-01", "--to", "2024-04-01"]);
+    assert_eq!(
+        rows.iter()
+            .skip(1)
+            .map(|r| r[0].as_str())
+            .collect::<Vec<_>>(),
+        ["2024-01-01", "2024-02-01", "2024-03-01"]
+    );
+}
+
+#[test]
+fn a_leap_day_is_its_own_day() {
+    let rows = sales().rows(&[
+        "revenue",
+        "--grain",
+        "day",
+        "--from",
+        "2024-02-28",
+        "--to",
+        "2024-03-02",
+    ]);
+    // 28 Feb: nothing; 29 Feb: order 4 (80, paid; order 5 is refunded); 1 Mar: nothing.
+    assert_eq!(
+        rows[1..],
+        [
+            vec!["2024-02-28", "0"],
+            vec!["2024-02-29", "80"],
+            vec!["2024-03-01", "0"]
+        ]
+    );
+}
+
+#[test]
+fn by_a_joined_dimension_fills_every_period_and_value() {
+    let rows = sales().rows(&[
+        "revenue",
+        "paid_orders",
+        "--by",
+        "segment",
+        "--from",
+        "2024-01-01",
+        "--to",
+        "2024-04-01",
+    ]);
+    assert_eq!(rows[0], ["period", "segment", "revenue", "paid_orders"]);
+    // Customer 1 is smb (orders 1, 2), customer 2 enterprise (3, 4), customer 3 smb (5
+    // refunded; 6 in April, outside the range). Every period × every segment seen:
+    assert_eq!(
+        rows[1..],
+        [
+            vec!["2024-01-01", "enterprise", "0", "0"],
+            vec!["2024-01-01", "smb", "30", "2"],
+            vec!["2024-02-01", "enterprise", "120", "2"],
+            vec!["2024-02-01", "smb", "0", "0"],
+            vec!["2024-03-01", "enterprise", "0", "0"],
+            vec!["2024-03-01", "smb", "0", "0"],
+        ]
+    );
+    // A NULL dimension value is a group of its own; --where filters on dimensions.
+    let rows = sales().rows(&[
+        "revenue",
+        "--by",
+        "region",
+        "--where",
+        "segment = 'enterprise'",
+        "--from",
+        "2024-02-01",
+        "--to",
+        "2024-03-01",
+    ]);
+    assert_eq!(rows[1..], [vec!["2024-02-01", "", "120"]]);
+}
+
+#[test]
+fn compare_and_prev_use_the_previous_period() {
+    let rows = sales().rows(&[
+        "revenue",
+        "growth",
+        "--compare",
+        "previous_period",
+        "--from",
+        "2024-02-01",
+        "--to",
+        "2024-05-01",
+    ]);
+    assert_eq!(
+        rows[0],
+        [
+            "period",
+            "revenue",
+            "revenue_previous",
+            "revenue_change_pct",
+            "growth",
+            "growth_previous",
+            "growth_change_pct"
+        ]
+    );
+    // Feb 120 vs Jan 30: +300 %. Jan's growth vs Dec (0): NULL.
+    assert_eq!(rows[1][..4], ["2024-02-01", "120", "30", "300.0"]);
+    assert_eq!(rows[1][4], "300.0");
+    assert_eq!(rows[1][5], "");
+    // Mar 0 vs Feb 120: -100 %. Apr 1 vs Mar 0: NULL (division by zero).
+    assert_eq!(rows[2][..5], ["2024-03-01", "0", "120", "-100.0", "-100.0"]);
+    assert_eq!(rows[3][..5], ["2024-04-01", "1", "0", "", ""]);
+}
+
+#[test]
+fn year_to_date_restarts_in_january() {
+    let rows = sales().rows(&["ytd", "--from", "2024-01-01", "--to", "2024-05-01"]);
+    // 30, 30 + 120, unchanged in March, + 1 in April.
+    assert_eq!(
+        rows[1..].iter().map(|r| r[1].as_str()).collect::<Vec<_>>(),
+        ["30", "150", "150", "151"]
+    );
+}
+
+#[test]
+fn madrid_months_follow_local_midnight_across_dst() {
+    let f = Fixture::new(
+        &[("n.yaml", "source: events\ntime: at\nformula: count(*)\n")],
+        &[(
+            "events.csv",
+            "id,at\n1,2025-03-31T22:30:00Z\n2,2025-02-28T23:30:00Z\n3,2025-03-31T21:59:59Z\n4,2025-03-31T22:00:00Z\n",
+        )],
+    );
+    // Madrid is UTC+1 until 30 March 2025, then UTC+2. Event 1 is 1 April 00:30 local,
+    // event 2 is 1 March 00:30 local, event 3 is 31 March 23:59:59 local, event 4 is
+    // exactly local midnight of 1 April.
+    let rows = f.rows(&[
+        "n",
+        "--tz",
+        "Europe/Madrid",
+        "--from",
+        "2025-03-01",
+        "--to",
+        "2025-05-01",
+    ]);
+    assert_eq!(
+        rows[1..],
+        [vec!["2025-03-01", "2"], vec!["2025-04-01", "2"]]
+    );
+    // In UTC, event 2 is in February and the others in March.
+    let rows = f.rows(&["n", "--from", "2025-02-01", "--to", "2025-04-01"]);
+    assert_eq!(
+        rows[1..],
+        [vec!["2025-02-01", "1"], vec!["2025-03-01", "3"]]
+    );
+}
+
+#[test]
+fn state_at_an_instant_and_churn_at_boundaries() {
+    let f = Fixture::new(
+        &[
+            (
+                "models/subscriptions.yaml",
+                "table: subscriptions\nactive: started_at < $at and (cancelled_at is null or cancelled_at >= $at)\n",
+            ),
+            (
+                "active.yaml",
+                "source: subscriptions\nat: end\nformula: count(*)\n",
+            ),
+            (
+                "mrr.yaml",
+                "source: subscriptions\nat: end\nformula: sum(mrr)\n",
+            ),
+            (
+                "churn.yaml",
+                "source: subscriptions\nat: start\nformula: 100 * count(*) filter (where cancelled_at >= $start and cancelled_at < $end) / count(*)\n",
+            ),
+        ],
+        &[(
+            "subscriptions.csv",
+            "subscription_id,started_at,cancelled_at,mrr\n1,2024-01-10T00:00:00Z,2024-03-01T00:00:00Z,10\n2,2024-02-01T00:00:00Z,,20\n3,2024-01-31T00:00:00Z,2024-02-15T00:00:00Z,40\n",
+        )],
+    );
+    let rows = f.rows(&[
+        "active",
+        "mrr",
+        "churn",
+        "--from",
+        "2024-01-01",
+        "--to",
+        "2024-04-01",
+    ]);
+    // At 1 Feb: 1 (started 10 Jan) and 3 (started 31 Jan); 2 starts exactly at 1 Feb, so
+    // not yet (started_at < t). At 1 Mar: 1 is cancelled exactly then (cancelled_at >= t
+    // keeps it active), 2 active, 3 cancelled 15 Feb. At 1 Apr: only 2.
+    // Churn of Jan: nothing active at 1 Jan: NULL. Feb: active at 1 Feb are 1 and 3; 3
+    // cancelled in Feb: 50 %. Mar: active at 1 Mar are 1 and 2; 1 cancelled exactly at
+    // 1 Mar, inside [start, end): 50 %.
+    assert_eq!(
+        rows[1..],
+        [
+            vec!["2024-01-01", "2", "50", ""],
+            vec!["2024-02-01", "2", "30", "50.0"],
+            vec!["2024-03-01", "1", "20", "50.0"],
+        ]
+    );
+}
+
+#[test]
+fn windows_entities_and_lookups() {
+    let f = Fixture::new(
+        &[
+            ("models/orders.yaml", "table: orders\ntime: ordered_at\n"),
+            (
+                "reached_90d.yaml",
+                "source: orders\nwindow: 90 days\nformula: count(distinct customer_id)\n",
+            ),
+            (
+                "cross_sell.yaml",
+                "source: orders\nentity: customer_id\nentity_columns:\n  n: count(distinct category)\nformula: 100 * count(*) filter (where n >= 2) / count(*)\n",
+            ),
+            (
+                "won_back.yaml",
+                "source: orders\nwindow: all\nentity: customer_id\nentity_columns:\n  first: min(ordered_at) filter (where ordered_at >= $start)\n  last_before: max(ordered_at) filter (where ordered_at < $start)\nformula: count(*) filter (where days_between(last_before, first) > 180)\n",
+            ),
+            (
+                "touches.yaml",
+                "source: leads\ntime: created_at\nlookups:\n  first_touch:\n    from: activities\n    on: activities.lead_id = leads.lead_id and activities.occurred_at >= leads.created_at\n    value: min(occurred_at)\nformula: avg(hours_between(created_at, first_touch))\n",
+            ),
+        ],
+        &[
+            (
+                "orders.csv",
+                "order_id,customer_id,ordered_at,category\n1,1,2024-01-05T00:00:00Z,a\n2,1,2024-01-06T00:00:00Z,b\n3,2,2024-01-07T00:00:00Z,a\n4,1,2024-07-23T00:00:00Z,a\n5,2,2024-07-05T00:00:00Z,a\n",
+            ),
+            (
+                "leads.csv",
+                "lead_id,created_at\n1,2024-01-01T00:00:00Z\n2,2024-01-02T00:00:00Z\n3,2024-01-03T00:00:00Z\n",
+            ),
+            (
+                "activities.csv",
+                "activity_id,lead_id,occurred_at\n1,1,2024-01-01T01:30:00Z\n2,1,2024-01-01T00:30:00Z\n3,2,2024-01-01T00:00:00Z\n4,2,2024-01-03T00:00:00Z\n",
+            ),
+        ],
+    );
+    // reached_90d, window [end - 90 days, end): Jan [3 Nov, 1 Feb), Feb [2 Dec, 1 Mar) and
+    // Mar [2 Jan, 1 Apr) all hold the orders of 5-7 Jan: customers 1, 2. Apr [31 Jan,
+    // 1 May) to Jun hold none: 0. Jul [2 May, 1 Aug): customers 1, 2.
+    let rows = f.rows(&[
+        "reached_90d",
+        "cross_sell",
+        "won_back",
+        "--from",
+        "2024-01-01",
+        "--to",
+        "2024-08-01",
+    ]);
+    let col = |i: usize| rows[1..].iter().map(|r| r[i].clone()).collect::<Vec<_>>();
+    assert_eq!(col(1), ["2", "2", "2", "0", "0", "0", "2"]);
+    // Jan: customer 1 bought a and b, customer 2 only a: 50 %. Jul: each bought one
+    // category: 0 %. Other months have no buyers: NULL.
+    assert_eq!(col(2), ["50.0", "", "", "", "", "", "0.0"]);
+    // Jul: customer 1's first July order (23 Jul) is 199 days after 6 Jan: won back;
+    // customer 2's (5 Jul) is 180 days after 7 Jan, not more than 180: not won back.
+    assert_eq!(col(3), ["0", "0", "0", "0", "0", "0", "1"]);
+    // Lead 1: first activity at or after its creation is at 00:30: 0.5 h. Lead 2: the
+    // activity before its creation does not count; the next is 1 day later: 24 h.
+    // Lead 3 has none and is left out: (0.5 + 24) / 2 = 12.25.
+    let rows = f.rows(&["touches", "--from", "2024-01-01", "--to", "2024-02-01"]);
+    assert_eq!(rows[1], ["2024-01-01", "12.25"]);
+}
