@@ -84,6 +84,31 @@ pub struct Program {
     pub order: Vec<MetricId>,
     pub columns: Vec<OutputColumn>,
     pub units: Vec<Option<Unit>>,
+    /// The data root the plans read.
+    pub root: DataRoot,
+}
+
+/// The tables a plan scans, with their paths, for error messages.
+fn sources(plan: &LogicalPlan, root: &DataRoot) -> String {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    let mut names: Vec<String> = Vec::new();
+    let _ = plan.apply(|node| {
+        if let LogicalPlan::TableScan(scan) = node {
+            let t = scan.table_name.table().to_string();
+            if !names.contains(&t) {
+                names.push(t);
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    names
+        .iter()
+        .map(|n| match root.tables.get(n) {
+            Some(e) => format!("table `{n}` at {}", e.path.display()),
+            None => format!("table `{n}`"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn usage(s: impl Into<String>) -> RunError {
@@ -291,7 +316,14 @@ pub async fn prepare(
         }
     }
     if !diags.is_empty() {
-        return Err(RunError::Diagnostics(diags));
+        // The same fault (in a shared model, or in --where) shows once.
+        let mut unique: Vec<Diagnostic> = Vec::new();
+        for d in diags {
+            if !unique.contains(&d) {
+                unique.push(d);
+            }
+        }
+        return Err(RunError::Diagnostics(unique));
     }
     Ok(Program {
         ctx,
@@ -302,6 +334,7 @@ pub async fn prepare(
         order,
         columns,
         units,
+        root: root.clone(),
     })
 }
 
@@ -397,7 +430,15 @@ pub async fn execute(
         let name = &cat.metrics[*m].name;
         progress(i + 1, p.order.len(), name);
         let stage = &p.stages[m];
-        let batches = collect(&p.ctx, stage.plan.clone(), name).await?;
+        let batches = collect(&p.ctx, stage.plan.clone(), name)
+            .await
+            .map_err(|e| match e {
+                RunError::Execution(msg) => RunError::Execution(format!(
+                    "{msg}\n  (reading {})",
+                    sources(&stage.plan, &p.root)
+                )),
+                other => other,
+            })?;
         let schema = Arc::new(stage.plan.schema().as_arrow().clone());
         let table = MemTable::try_new(schema, vec![batches]).map_err(|e| exec_error(name, &e))?;
         p.ctx

@@ -309,8 +309,21 @@ fn explain_schema_error(entry: &TableEntry, message: String) -> SourceError {
     SourceError::Schema {
         table: entry.name.clone(),
         path: entry.path.clone(),
-        message,
+        message: root_cause(&message),
     }
+}
+
+/// The innermost cause of a layered error message ("… caused by … Csv error: …").
+fn root_cause(message: &str) -> String {
+    let last = message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .next_back()
+        .unwrap_or(message);
+    last.trim_start_matches("Arrow error: ")
+        .trim_start_matches("External error: ")
+        .to_string()
 }
 
 /// The table schema kpi exposes: timestamps in microseconds, UTC; everything else as found.

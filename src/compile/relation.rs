@@ -100,12 +100,23 @@ async fn scan(
                 None => at,
             };
             if let Err(e) = root.register(ctx, table).await {
+                let via_model = model.is_some_and(|m| m.spec.table.is_some());
                 let mut candidates: Vec<&str> = root.tables.keys().map(String::as_str).collect();
-                candidates.extend(cat.models.iter().map(|m| m.name()));
-                let label = did_you_mean(table, candidates)
-                    .unwrap_or_else(|| "no such table or model".into());
+                if !via_model {
+                    candidates.extend(cat.models.iter().map(|m| m.name()));
+                }
                 let d = match e {
+                    crate::source::SourceError::UnknownTable { .. } if via_model => {
+                        let root_name = root.root.display();
+                        let label = did_you_mean(table, candidates)
+                            .unwrap_or_else(|| format!("not in data root {root_name}"));
+                        Diagnostic::error("unknown-table", format!("data root {root_name} has no table `{table}`"))
+                            .at(file, span, label)
+                            .note(format!("a table is a file `{table}.csv` or `{table}.parquet`, or a folder `{table}/`"))
+                    }
                     crate::source::SourceError::UnknownTable { .. } => {
+                        let label = did_you_mean(table, candidates)
+                            .unwrap_or_else(|| "no such table or model".into());
                         Diagnostic::error("unknown-table", format!("no table or model `{table}`"))
                             .at(file, span, label)
                     }

@@ -3,6 +3,7 @@
 mod broken;
 mod catalogue;
 mod cli;
+mod errors;
 mod fuzz;
 mod run;
 
