@@ -318,8 +318,7 @@ fn root_cause(message: &str) -> String {
     let last = message
         .lines()
         .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .next_back()
+        .rfind(|l| !l.is_empty())
         .unwrap_or(message);
     last.trim_start_matches("Arrow error: ")
         .trim_start_matches("External error: ")
