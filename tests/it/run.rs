@@ -1,7 +1,7 @@
 //! `kpi run` on small hand-made data sets; every expected value is worked out by hand in
 //! the comment above it.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 /// A temporary project: metric files and CSV tables.
@@ -22,10 +22,6 @@ impl Fixture {
             std::fs::write(dir.path().join("data").join(name), body).unwrap();
         }
         Fixture { dir }
-    }
-
-    pub fn path(&self, p: &str) -> PathBuf {
-        self.dir.path().join(p)
     }
 
     /// Runs `kpi run` with `args`; returns (exit code, stdout, stderr).
