@@ -483,7 +483,7 @@ pub async fn explain(
     let state = p.ctx.state();
     let ps = &p.periods;
     out.push_str(&format!(
-        "periods: {} {} period(s) from {} to {} ({})\n\n",
+        "periods: {} {} period(s), the first starting {}, the last {} ({})\n\n",
         ps.len(),
         p.calendar.grain,
         ps.first().map(|x| x.date.to_string()).unwrap_or_default(),

@@ -10,7 +10,10 @@ use std::collections::HashMap;
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
+use crate::source::{UTC, utc_timestamp};
+use datafusion::arrow::array::{ArrayRef, Date32Array, TimestampMicrosecondArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{Column, DFSchema, JoinType, ScalarValue};
 use datafusion::functions::math::expr_fn::{abs, isnan};
@@ -24,7 +27,7 @@ use datafusion::sql::sqlparser::ast::{
 
 use super::period::{Calendar, Period};
 use super::snippet::{self, Scope};
-use super::stage::{START, Stage, safe_division, ts};
+use super::stage::{START, Stage, register_memory, safe_division};
 use crate::diag::Diagnostic;
 use crate::sql::{Sql, function_name};
 use crate::validate::{Catalog, Kind, MetricId, Shift};
@@ -123,27 +126,51 @@ pub async fn build(
     }
     // The periods, with the start of every shifted period they need.
     let cal = layout.calendar;
-    let rows: Vec<Vec<Expr>> = layout
-        .periods
-        .iter()
-        .map(|p| {
-            let mut r = vec![lit(ScalarValue::Date32(Some(date32(p.date)))), ts(p.start)];
-            r.extend(shifts.iter().skip(1).map(|s| ts(cal.shift(*p, s).start)));
-            r
-        })
-        .collect();
-    let mut names = vec![col("column1").alias("period"), col("column2").alias(START)];
-    names.extend(
-        shifts
-            .iter()
-            .skip(1)
-            .enumerate()
-            .map(|(i, s)| col(format!("column{}", i + 3)).alias(format!("{START}_{}", key(s)))),
-    );
-    let mut grid = LogicalPlanBuilder::values(rows)
-        .and_then(|b| b.project(names))
-        .and_then(|b| b.alias("__grid"))
-        .map_err(df)?;
+    let mut fields = vec![
+        Field::new("period", DataType::Date32, false),
+        Field::new(START, utc_timestamp(), false),
+    ];
+    let mut arrays: Vec<ArrayRef> = vec![
+        Arc::new(Date32Array::from(
+            layout
+                .periods
+                .iter()
+                .map(|p| date32(p.date))
+                .collect::<Vec<_>>(),
+        )),
+        Arc::new(
+            TimestampMicrosecondArray::from(
+                layout.periods.iter().map(|p| p.start).collect::<Vec<_>>(),
+            )
+            .with_timezone(UTC),
+        ),
+    ];
+    for s in shifts.iter().skip(1) {
+        fields.push(Field::new(
+            format!("{START}_{}", key(s)),
+            utc_timestamp(),
+            false,
+        ));
+        arrays.push(Arc::new(
+            TimestampMicrosecondArray::from(
+                layout
+                    .periods
+                    .iter()
+                    .map(|p| cal.shift(*p, s).start)
+                    .collect::<Vec<_>>(),
+            )
+            .with_timezone(UTC),
+        ));
+    }
+    let batch =
+        RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).map_err(|e| df(e.into()))?;
+    register_memory(ctx, "__periods", batch)?;
+    let scan = ctx
+        .table("__periods")
+        .await
+        .map_err(df)?
+        .into_unoptimized_plan();
+    let mut grid = LogicalPlanBuilder::from(scan).alias("__grid").map_err(df)?;
     // The domain of dimension values: every combination any stage produced.
     if !layout.dims.is_empty() {
         let mut domain: Option<LogicalPlanBuilder> = None;

@@ -56,7 +56,9 @@ pub async fn plan_time(
     let Kind::Aggregate(agg) = &metric.kind else {
         return Err(vec![]);
     };
-    let rel = relation::build(ctx, root, cat, metric, agg).await?;
+    let mut used = relation::Used::default();
+    used.add(time);
+    let rel = relation::build(ctx, root, cat, metric, agg, Some(&used)).await?;
     let e = snippet::plan(&ctx.state(), time, &rel.scope()).map_err(|d| vec![d])?;
     Ok((e, rel.plan))
 }
@@ -91,7 +93,7 @@ async fn check_all(catalog: &Catalog, root: &DataRoot) -> Vec<Diagnostic> {
         let Kind::Aggregate(agg) = &m.kind else {
             continue;
         };
-        let rel = match relation::build(&ctx, root, catalog, m, agg).await {
+        let rel = match relation::build(&ctx, root, catalog, m, agg, None).await {
             Ok(r) => r,
             Err(d) => {
                 diags.extend(d);

@@ -16,6 +16,32 @@ use crate::source::DataRoot;
 use crate::spec::JoinOn;
 use crate::validate::{Aggregate, Catalog, Metric};
 
+/// The names a metric's SQL mentions, to leave out the joins nothing reads.
+#[derive(Debug, Default)]
+pub struct Used {
+    qualifiers: HashSet<String>,
+    bare: HashSet<String>,
+}
+
+impl Used {
+    /// Records the columns `sql` refers to.
+    pub fn add(&mut self, sql: &crate::sql::Sql) {
+        for c in crate::sql::Facts::of(&sql.ast).columns {
+            match c.parts.as_slice() {
+                [name] => self.bare.insert(name.clone()),
+                [q, ..] => self.qualifiers.insert(q.clone()),
+                [] => false,
+            };
+        }
+    }
+
+    /// Whether a join to `target` is read: named as a qualifier, or needed for a bare
+    /// name the source itself lacks.
+    fn needs(&self, target: &str, own: &HashSet<String>) -> bool {
+        self.qualifiers.contains(target) || self.bare.iter().any(|n| !own.contains(n))
+    }
+}
+
 /// A metric's rows.
 pub struct Relation {
     pub plan: LogicalPlan,
@@ -140,6 +166,7 @@ pub async fn build(
     cat: &Catalog,
     m: &Metric,
     agg: &Aggregate,
+    used: Option<&Used>,
 ) -> Result<Relation, Diags> {
     let state = ctx.state();
     let alias = agg.source.clone();
@@ -228,8 +255,12 @@ pub async fn build(
     }
     // The model's joins.
     if let Some(model) = cat.model(&agg.source) {
+        let own_before_joins = columns_of(plan.schema(), &alias);
         for j in &model.joins {
             let target = &j.spec.target.value;
+            if !used.is_none_or(|u| u.needs(target, &own_before_joins)) {
+                continue;
+            }
             let right = scan(
                 ctx,
                 root,

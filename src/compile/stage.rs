@@ -14,9 +14,12 @@
 
 use std::sync::Arc;
 
+use datafusion::arrow::array::{ArrayRef, TimestampMicrosecondArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{Column, DFSchema, JoinType, ScalarValue};
+use datafusion::datasource::MemTable;
 use datafusion::functions::datetime::expr_fn::date_trunc;
 use datafusion::logical_expr::{
     Expr, ExprSchemable, LogicalPlan, LogicalPlanBuilder, Operator, binary_expr, cast, col, lit,
@@ -141,7 +144,35 @@ pub async fn build(
     let Kind::Aggregate(agg) = &m.kind else {
         unreachable!("stages are built for aggregate metrics")
     };
-    let rel = relation::build(ctx, root, cat, m, agg).await?;
+    let mut used = relation::Used::default();
+    let model = cat.model(&agg.source);
+    let all_dims: Vec<&crate::validate::Dimension> = model
+        .iter()
+        .flat_map(|m| m.dimensions.iter())
+        .chain(&agg.dimensions)
+        .collect();
+    // An entity formula reads entity columns, not the source's.
+    let formula_reads_rows = agg.entity.is_none().then_some(&agg.formula);
+    for sql in agg
+        .filters
+        .iter()
+        .chain(formula_reads_rows)
+        .chain(&agg.time)
+        .chain(&agg.entity)
+        .chain(agg.entity_columns.iter().map(|(_, s)| s))
+        .chain(req.filter)
+    {
+        used.add(sql);
+    }
+    for d in &all_dims {
+        if req.dims.contains(&d.name.value) || req.filter.is_some() {
+            used.add(&d.sql);
+        }
+    }
+    if let Some(a) = model.and_then(|m| m.active.as_ref()) {
+        used.add(a);
+    }
+    let rel = relation::build(ctx, root, cat, m, agg, Some(&used)).await?;
     let scope = rel.scope();
     let dims = dimensions(ctx, cat, agg, &rel, req.dims)?;
     let filter = match req.filter {
@@ -226,7 +257,13 @@ pub async fn build(
             .iter()
             .map(|p| (*p, cal.window_start(*p, agg.window).unwrap_or(MIN_INSTANT)))
             .collect();
-        let spine = spine(&windows, agg.at)?;
+        let spine = spine(
+            ctx,
+            &format!("__periods_{}", m.name.replace('.', "__")),
+            &windows,
+            agg.at,
+        )
+        .await?;
         let mut preds = row_filters;
         let mut cond = period_filters;
         if let Some(t) = &time {
@@ -348,30 +385,56 @@ fn bucket_expr(t: Expr, cal: Calendar) -> Expr {
     cast(date_trunc(grain, local), utc_timestamp())
 }
 
-/// The periods as a relation `__period(start, end, wstart, at)`.
-fn spine(windows: &[(Period, i64)], at: Option<crate::spec::At>) -> Result<LogicalPlan, Diags> {
-    let rows: Vec<Vec<Expr>> = windows
-        .iter()
-        .map(|(p, w)| {
-            let at = match at {
-                Some(crate::spec::At::Start) => p.start,
-                _ => p.end,
-            };
-            vec![ts(p.start), ts(p.end), ts(*w), ts(at)]
-        })
-        .collect();
-    LogicalPlanBuilder::values(rows)
-        .and_then(|b| {
-            b.project(vec![
-                col("column1").alias("start"),
-                col("column2").alias("end"),
-                col("column3").alias("wstart"),
-                col("column4").alias("at"),
-            ])
-        })
-        .and_then(|b| b.alias(PERIOD))
+/// The periods as a relation `__period(start, end, wstart, at)`, registered in `ctx` as
+/// an in-memory table `name` (so that plans and their SQL name it).
+async fn spine(
+    ctx: &SessionContext,
+    name: &str,
+    windows: &[(Period, i64)],
+    at: Option<crate::spec::At>,
+) -> Result<LogicalPlan, Diags> {
+    let column = |f: &dyn Fn(&(Period, i64)) -> i64| -> ArrayRef {
+        Arc::new(
+            TimestampMicrosecondArray::from(windows.iter().map(f).collect::<Vec<_>>())
+                .with_timezone(UTC),
+        )
+    };
+    let at_of = |(p, _): &(Period, i64)| {
+        if at == Some(crate::spec::At::Start) {
+            p.start
+        } else {
+            p.end
+        }
+    };
+    let schema = Arc::new(Schema::new(
+        ["start", "end", "wstart", "at"]
+            .map(|n| Field::new(n, utc_timestamp(), false))
+            .to_vec(),
+    ));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            column(&|w| w.0.start),
+            column(&|w| w.0.end),
+            column(&|w| w.1),
+            column(&at_of),
+        ],
+    )
+    .map_err(|e| df(e.into()))?;
+    register_memory(ctx, name, batch)?;
+    let scan = ctx.table(name).await.map_err(df)?.into_unoptimized_plan();
+    LogicalPlanBuilder::from(scan)
+        .alias(PERIOD)
         .and_then(|b| b.build())
         .map_err(df)
+}
+
+/// Registers (or replaces) an in-memory table.
+pub fn register_memory(ctx: &SessionContext, name: &str, batch: RecordBatch) -> Result<(), Diags> {
+    let table = MemTable::try_new(batch.schema(), vec![vec![batch]]).map_err(df)?;
+    let _ = ctx.deregister_table(name);
+    ctx.register_table(name, Arc::new(table)).map_err(df)?;
+    Ok(())
 }
 
 /// The expressions of the requested dimensions, from the metric's model and its own.
