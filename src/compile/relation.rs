@@ -6,7 +6,7 @@ use std::collections::HashSet;
 
 use datafusion::common::{Column, JoinType};
 use datafusion::functions_window::expr_fn::row_number;
-use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, col};
+use datafusion::logical_expr::{Expr, ExprFunctionExt, LogicalPlan, LogicalPlanBuilder, col};
 use datafusion::prelude::SessionContext;
 
 use super::aggregate::Split;
@@ -179,13 +179,53 @@ pub async fn build(
         (m.file(), agg.source_span.clone()),
     )
     .await?;
-    // Lookups read the source alone, one row id per source row.
+    // Lookups read the source alone. Each lookup's per-row values are joined back on the
+    // model's declared key, or else on a row number in a total order of every column: the
+    // source plan runs twice (once per side), and only a deterministic numbering matches
+    // up; rows equal in every column may swap numbers, which changes no result.
+    let mut keys: Vec<Expr> = Vec::new();
     if !agg.lookups.is_empty() {
-        plan = LogicalPlanBuilder::from(plan)
-            .window(vec![row_number().alias("__rid")])
-            .and_then(|b| b.alias(&alias))
-            .and_then(|b| b.build())
-            .map_err(df)?;
+        let declared = cat
+            .model(&agg.source)
+            .map(|md| md.spec.key.clone())
+            .unwrap_or_default();
+        let own = columns_of(plan.schema(), &alias);
+        if !declared.is_empty() {
+            for k in &declared {
+                if !own.contains(&k.value) {
+                    let file = cat.model(&agg.source).map_or(m.file(), |md| md.spec.file);
+                    return Err(vec![
+                        Diagnostic::error(
+                            "unknown-column",
+                            format!("key column `{}` is not a column of `{alias}`", k.value),
+                        )
+                        .at(file, k.span.clone(), ""),
+                    ]);
+                }
+                keys.push(Expr::Column(Column::new(
+                    Some(alias.as_str()),
+                    k.value.as_str(),
+                )));
+            }
+        } else {
+            let order: Vec<_> = plan
+                .schema()
+                .columns()
+                .into_iter()
+                .map(|c| Expr::Column(c).sort(true, true))
+                .collect();
+            let rn = row_number()
+                .order_by(order)
+                .build()
+                .map_err(df)?
+                .alias("__rid");
+            plan = LogicalPlanBuilder::from(plan)
+                .window(vec![rn])
+                .and_then(|b| b.alias(&alias))
+                .and_then(|b| b.build())
+                .map_err(df)?;
+            keys.push(Expr::Column(Column::new(Some(alias.as_str()), "__rid")));
+        }
         for (i, l) in agg.lookups.iter().enumerate() {
             let other = scan(
                 ctx,
@@ -225,9 +265,13 @@ pub async fn build(
             .map_err(|d| vec![d])?;
             let split = Split::new(&value, "__v").map_err(df)?;
             let side = format!("__lookup{i}");
-            let rid = Expr::Column(Column::new(Some(alias.as_str()), "__rid"));
+            let group: Vec<Expr> = keys
+                .iter()
+                .enumerate()
+                .map(|(j, k)| k.clone().alias(format!("__k{j}")))
+                .collect();
             let per_row = LogicalPlanBuilder::from(joined)
-                .aggregate(vec![rid.clone().alias("__rid")], split.aggregates.clone())
+                .aggregate(group, split.aggregates.clone())
                 .and_then(|b| b.alias(&side))
                 .and_then(|b| b.build())
                 .map_err(df)?;
@@ -246,7 +290,12 @@ pub async fn build(
                 .join_on(
                     per_row,
                     JoinType::Left,
-                    vec![rid.eq(Expr::Column(Column::new(Some(side.as_str()), "__rid")))],
+                    keys.iter().enumerate().map(|(j, k)| {
+                        k.clone().eq(Expr::Column(Column::new(
+                            Some(side.as_str()),
+                            format!("__k{j}"),
+                        )))
+                    }),
                 )
                 .and_then(|b| b.project(exprs))
                 .and_then(|b| b.build())

@@ -414,3 +414,43 @@ fn windows_entities_and_lookups() {
     let rows = f.rows(&["touches", "--from", "2024-01-01", "--to", "2024-02-01"]);
     assert_eq!(rows[1], ["2024-01-01", "12.25"]);
 }
+
+#[test]
+fn lookups_over_a_multi_file_source_without_a_key() {
+    // The source is three CSV files read in parallel; each lead must get its own lookup
+    // value however the files' rows interleave.
+    let f = Fixture::new(
+        &[(
+            "touched.yaml",
+            "source: leads\ntime: created_at\nlookups:\n  n:\n    from: activities\n    on: activities.lead_id = leads.lead_id\n    value: count(*)\nformula: sum(n)\n",
+        )],
+        &[(
+            "activities.csv",
+            "lead_id,at\n1,2024-01-01T00:00:00Z\n2,2024-01-01T00:00:00Z\n2,2024-01-02T00:00:00Z\n5,2024-01-02T00:00:00Z\n",
+        )],
+    );
+    let leads = f.dir.path().join("data/leads");
+    std::fs::create_dir_all(&leads).unwrap();
+    for (i, rows) in [
+        "1,2024-01-01T00:00:00Z\n2,2024-01-01T00:00:00Z\n",
+        "3,2024-01-05T00:00:00Z\n",
+        "4,2024-02-01T00:00:00Z\n5,2024-02-02T00:00:00Z\n",
+    ]
+    .iter()
+    .enumerate()
+    {
+        std::fs::write(
+            leads.join(format!("part-{i}.csv")),
+            format!("lead_id,created_at\n{rows}"),
+        )
+        .unwrap();
+    }
+    // Jan: leads 1, 2, 3 have 1, 2, 0 activities: 3. Feb: leads 4, 5 have 0, 1: 1.
+    for _ in 0..5 {
+        let rows = f.rows(&["--from", "2024-01-01", "--to", "2024-03-01"]);
+        assert_eq!(
+            rows[1..],
+            [vec!["2024-01-01", "3"], vec!["2024-02-01", "1"]]
+        );
+    }
+}
