@@ -119,7 +119,48 @@ fn plan_in(ctx: &SessionContext, sql: &Sql, scope: &Scope<'_>) -> Result<Expr, D
         .schema
         .join(&snippet::PERIOD_SCHEMA)
         .unwrap_or_else(|_| scope.schema.clone());
-    Ok(safe_division(e, &schema))
+    Ok(exact_float_sums(safe_division(e, &schema), &schema))
+}
+
+/// The type float sums and averages accumulate in: exact, so independent of the order
+/// in which parallel partitions arrive (76 digits, 38 after the point).
+fn exact_type() -> DataType {
+    DataType::Decimal256(76, 38)
+}
+
+/// Makes `sum` and `avg` of floats deterministic to the last bit: a float sum depends on
+/// the order of its additions, which parallel execution does not fix, so the values are
+/// accumulated as 256-bit decimals (exact for any realistic magnitude) and the result
+/// converted back to `DOUBLE`. The same data gives the same bytes in every layout and run.
+pub fn exact_float_sums(e: Expr, schema: &DFSchema) -> Expr {
+    use datafusion::logical_expr::expr::AggregateFunction;
+    e.transform_up(|x| {
+        if let Expr::AggregateFunction(AggregateFunction { func, params }) = &x
+            && matches!(func.name(), "sum" | "avg")
+            && params.args.len() == 1
+            && matches!(
+                params.args[0].get_type(schema),
+                Ok(DataType::Float64 | DataType::Float32)
+            )
+        {
+            let arg = cast(params.args[0].clone(), exact_type());
+            let exact = AggregateFunction::new_udf(
+                func.clone(),
+                vec![arg],
+                params.distinct,
+                params.filter.clone(),
+                params.order_by.clone(),
+                params.null_treatment,
+            );
+            return Ok(Transformed::yes(cast(
+                Expr::AggregateFunction(exact),
+                DataType::Float64,
+            )));
+        }
+        Ok(Transformed::no(x))
+    })
+    .map(|t| t.data)
+    .expect("infallible rewrite")
 }
 
 fn uses_period(e: &Expr) -> bool {
