@@ -35,3 +35,27 @@ fn every_catalogue_kpi_is_shipped() {
         );
     }
 }
+
+#[test]
+fn sample_data_gives_every_kpi_meaningful_values() {
+    let (code, out, err) = crate::run::kpi_in(&crate::repo(""), &["run", "--format", "csv"]);
+    assert_eq!(code, 0, "{err}");
+    let rows = crate::run::csv_rows(&out);
+    assert_eq!(rows.len(), 25, "24 months of sample data and a header");
+    for (i, name) in rows[0].iter().enumerate().skip(1) {
+        let values: Vec<&str> = rows[1..].iter().map(|r| r[i].as_str()).collect();
+        let meaningful = values
+            .iter()
+            .filter(|v| !v.is_empty() && v.parse::<f64>().is_ok_and(|x| x != 0.0))
+            .count();
+        assert!(
+            meaningful > 0,
+            "{name} is entirely NULL or 0 on the sample data"
+        );
+        assert!(
+            meaningful * 2 >= values.len(),
+            "{name} has values in fewer than half the months: {values:?}"
+        );
+    }
+    assert_eq!(rows[0].len(), 40, "all 39 KPIs");
+}
