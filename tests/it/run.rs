@@ -454,3 +454,87 @@ fn lookups_over_a_multi_file_source_without_a_key() {
         );
     }
 }
+
+#[test]
+fn json_jsonl_and_parquet_outputs_keep_nulls_and_full_precision() {
+    let f = sales();
+    let args = [
+        "revenue",
+        "avg_amount",
+        "--from",
+        "2024-02-01",
+        "--to",
+        "2024-04-01",
+    ];
+    let json = |fmt: &str| {
+        let (code, out, err) = crate::run::kpi_in(
+            f.dir.path(),
+            &[
+                &[
+                    "run",
+                    "--metrics",
+                    "metrics",
+                    "--data",
+                    "data",
+                    "--format",
+                    fmt,
+                ],
+                &args[..],
+            ]
+            .concat(),
+        );
+        assert_eq!(code, 0, "{err}");
+        out
+    };
+    let v: serde_json::Value = serde_json::from_str(&json("json")).unwrap();
+    // Feb: avg of 40, 80, 5 = 41.666…; Mar: empty, avg NULL.
+    assert_eq!(
+        v,
+        serde_json::json!([
+            {"period": "2024-02-01", "revenue": 120, "avg_amount": 41.666666666666664},
+            {"period": "2024-03-01", "revenue": 0, "avg_amount": null},
+        ])
+    );
+    let lines: Vec<serde_json::Value> = json("jsonl")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(serde_json::Value::Array(lines), v);
+    let (code, _, err) = crate::run::kpi_in(
+        f.dir.path(),
+        &[
+            &[
+                "run",
+                "--metrics",
+                "metrics",
+                "--data",
+                "data",
+                "--format",
+                "parquet",
+                "--out",
+                "out.parquet",
+            ],
+            &args[..],
+        ]
+        .concat(),
+    );
+    assert_eq!(code, 0, "{err}");
+    let file = std::fs::File::open(f.dir.path().join("out.parquet")).unwrap();
+    let reader =
+        datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap();
+    let batches: Vec<_> = reader.map(Result::unwrap).collect();
+    let text = datafusion::arrow::util::pretty::pretty_format_batches(&batches)
+        .unwrap()
+        .to_string();
+    assert!(
+        text.contains("| 2024-02-01 | 120     | 41.666666666666664 |"),
+        "{text}"
+    );
+    assert!(
+        text.contains("| 2024-03-01 | 0       |                    |"),
+        "{text}"
+    );
+}
