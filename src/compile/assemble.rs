@@ -242,6 +242,21 @@ pub async fn build(
             })
             .map(|t| t.data)
             .map_err(df)?;
+        // `empty:` replaces the value of periods without rows.
+        let v = match (
+            &stage.rows,
+            cat.metrics[*m].spec.empty.as_ref().map(|e| e.value),
+        ) {
+            (Some(r), Some(empty)) => {
+                let none = col(Column::new(Some(alias.as_str()), r.as_str())).is_null();
+                let value = match empty {
+                    crate::spec::Empty::Zero => lit(0i64),
+                    crate::spec::Empty::Null => lit(ScalarValue::Null),
+                };
+                when(none, value).otherwise(v).map_err(df)?
+            }
+            _ => v,
+        };
         values.insert((*m, s.clone()), v);
     }
     let grid = grid.build().map_err(df)?;

@@ -61,6 +61,8 @@ pub struct Stage {
     pub post: Expr,
     /// A short account of the plan's shape, for `explain`.
     pub shape: String,
+    /// The column counting a period's rows, when the metric overrides its empty value.
+    pub rows: Option<String>,
 }
 
 impl Stage {
@@ -343,12 +345,20 @@ pub async fn build(
     let mut group: Vec<Expr> = vec![start.alias(START)];
     group.extend(dims.iter().map(|(n, e)| e.clone().alias(n.as_str())));
     let prefix = format!("{}__", m.name.replace('.', "__"));
+    // `empty:` needs to tell a period without rows from one whose formula is NULL.
+    let rows_col = m.spec.empty.as_ref().map(|_| format!("{prefix}rows"));
+    let with_rows = |mut aggs: Vec<Expr>| {
+        if let Some(r) = &rows_col {
+            aggs.push(datafusion::functions_aggregate::expr_fn::count(lit(1)).alias(r.as_str()));
+        }
+        aggs
+    };
     match entity {
         None => {
             let split =
                 Split::new(&formula.expect("no entity: formula planned"), &prefix).map_err(df)?;
             let plan = rows
-                .aggregate(group, split.aggregates.clone())
+                .aggregate(group, with_rows(split.aggregates.clone()))
                 .and_then(|b| b.build())
                 .map_err(df)?;
             Ok(Stage {
@@ -358,6 +368,7 @@ pub async fn build(
                 additive: split.additive,
                 post: split.post,
                 shape,
+                rows: rows_col,
             })
         }
         Some(e) => {
@@ -395,7 +406,7 @@ pub async fn build(
             let mut g2: Vec<Expr> = vec![col(START)];
             g2.extend(dims.iter().map(|(n, _)| col(n.as_str())));
             let plan = LogicalPlanBuilder::from(per_entity)
-                .aggregate(g2, split.aggregates.clone())
+                .aggregate(g2, with_rows(split.aggregates.clone()))
                 .and_then(|b| b.build())
                 .map_err(df)?;
             Ok(Stage {
@@ -405,6 +416,7 @@ pub async fn build(
                 additive: split.additive,
                 post: split.post,
                 shape: format!("{shape}, per {ename}, then per period"),
+                rows: rows_col,
             })
         }
     }

@@ -370,6 +370,7 @@ fn check_metric(
                     "dimensions",
                     spec.dimensions.first().map(|d| d.name.span.clone()),
                 ),
+                ("empty", spec.empty.as_ref().map(|e| e.span.clone())),
             ];
             let mut bad = false;
             for (key, span) in misplaced {

@@ -538,3 +538,42 @@ fn json_jsonl_and_parquet_outputs_keep_nulls_and_full_precision() {
         "{text}"
     );
 }
+
+#[test]
+fn empty_overrides_the_value_of_periods_without_rows_only() {
+    let f = Fixture::new(
+        &[
+            (
+                "avg0.yaml",
+                "source: orders\ntime: ordered_at\nempty: zero\nformula: avg(amount)\n",
+            ),
+            (
+                "n_null.yaml",
+                "source: orders\ntime: ordered_at\nempty: null\nformula: count(*)\n",
+            ),
+            (
+                "paid_avg0.yaml",
+                "source: orders\ntime: ordered_at\nempty: zero\nformula: avg(amount) filter (where status = 'cancelled')\n",
+            ),
+        ],
+        &[("orders.csv", ORDERS)],
+    );
+    let rows = f.rows(&[
+        "avg0",
+        "n_null",
+        "paid_avg0",
+        "--from",
+        "2024-02-01",
+        "--to",
+        "2024-04-01",
+    ]);
+    // Feb has rows: avg of 40, 80, 5; 3 rows; no cancelled order, so that avg stays NULL
+    // (the period is not empty). Mar has no rows: the overrides apply.
+    assert_eq!(
+        rows[1..],
+        [
+            vec!["2024-02-01", "41.666666666666664", "3", ""],
+            vec!["2024-03-01", "0.0", "", "0.0"]
+        ]
+    );
+}
