@@ -92,12 +92,9 @@ pub struct ListArgs {
     pub format: ListFormat,
 }
 
-/// `kpi run`'s arguments: the CLI contract outside tools rely on.
+/// What to compute, shared by `kpi run` and `kpi explain`.
 #[derive(Debug, Args)]
-pub struct RunArgs {
-    /// Metrics to compute, in output column order (default: every metric).
-    #[arg(value_name = "METRIC")]
-    pub metric_names: Vec<String>,
+pub struct QueryArgs {
     /// Directory of metric and model YAML files.
     #[arg(long, default_value = "metrics")]
     pub metrics: PathBuf,
@@ -122,6 +119,36 @@ pub struct RunArgs {
     /// IANA time zone for period boundaries (default UTC), e.g. Europe/Madrid.
     #[arg(long)]
     pub tz: Option<String>,
+}
+
+impl QueryArgs {
+    /// The run request for `metrics` with these options.
+    pub fn request(
+        &self,
+        metrics: Vec<String>,
+        compare: Option<crate::exec::Compare>,
+    ) -> crate::exec::RunRequest {
+        crate::exec::RunRequest {
+            metrics,
+            from: self.from.clone(),
+            to: self.to.clone(),
+            grain: self.grain,
+            by: self.by.clone(),
+            filter: self.filter.clone(),
+            tz: self.tz.clone(),
+            compare,
+        }
+    }
+}
+
+/// `kpi run`'s arguments: the CLI contract outside tools rely on.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Metrics to compute, in output column order (default: every metric).
+    #[arg(value_name = "METRIC")]
+    pub metric_names: Vec<String>,
+    #[command(flatten)]
+    pub query: QueryArgs,
     /// Add each metric's value in the compared period and the change in %.
     #[arg(long, value_enum)]
     pub compare: Option<crate::exec::Compare>,
@@ -138,24 +165,8 @@ pub struct RunArgs {
 pub struct ExplainArgs {
     /// The metric to explain.
     pub metric: String,
-    /// Directory of metric and model YAML files.
-    #[arg(long, default_value = "metrics")]
-    pub metrics: PathBuf,
-    /// Data root.
-    #[arg(long, default_value = "sample_data")]
-    pub data: PathBuf,
-    #[arg(long)]
-    pub from: Option<String>,
-    #[arg(long)]
-    pub to: Option<String>,
-    #[arg(long, value_enum)]
-    pub grain: Option<crate::spec::Grain>,
-    #[arg(long = "by", value_name = "DIM")]
-    pub by: Vec<String>,
-    #[arg(long = "where", value_name = "SQL")]
-    pub filter: Option<String>,
-    #[arg(long)]
-    pub tz: Option<String>,
+    #[command(flatten)]
+    pub query: QueryArgs,
     /// Also show the physical plan.
     #[arg(long)]
     pub physical: bool,

@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use super::args::{ExplainArgs, RunArgs};
 use super::{CliError, Exit, print};
 use crate::diag::{SourceDb, render};
-use crate::exec::{self, ExplainOptions, RunError, RunRequest};
+use crate::exec::{self, ExplainOptions, RunError};
 use crate::output::{self, Format};
 use crate::source::DataRoot;
 use crate::validate::load_and_check;
@@ -52,11 +52,11 @@ fn report(e: RunError, db: &SourceDb, color: bool) -> Result<Exit, CliError> {
 
 pub fn run(args: RunArgs, color: bool) -> Result<Exit, CliError> {
     let mut db = SourceDb::default();
-    let catalog = match load(&args.metrics, &mut db, color)? {
+    let catalog = match load(&args.query.metrics, &mut db, color)? {
         Ok(c) => c,
         Err(code) => return Ok(code),
     };
-    let root = DataRoot::open(&args.data).map_err(|e| CliError::Message(e.to_string()))?;
+    let root = DataRoot::open(&args.query.data).map_err(|e| CliError::Message(e.to_string()))?;
     let format = args
         .format
         .unwrap_or(if std::io::stdout().is_terminal() && args.out.is_none() {
@@ -64,16 +64,7 @@ pub fn run(args: RunArgs, color: bool) -> Result<Exit, CliError> {
         } else {
             Format::Csv
         });
-    let req = RunRequest {
-        metrics: args.metric_names,
-        from: args.from,
-        to: args.to,
-        grain: args.grain,
-        by: args.by,
-        filter: args.filter,
-        tz: args.tz,
-        compare: args.compare,
-    };
+    let req = args.query.request(args.metric_names, args.compare);
     let show_progress = std::io::stderr().is_terminal();
     let result = runtime().block_on(async {
         let program = exec::prepare(&catalog, &mut db, &root, &req).await?;
@@ -97,21 +88,12 @@ pub fn run(args: RunArgs, color: bool) -> Result<Exit, CliError> {
 
 pub fn explain(args: ExplainArgs, color: bool) -> Result<Exit, CliError> {
     let mut db = SourceDb::default();
-    let catalog = match load(&args.metrics, &mut db, color)? {
+    let catalog = match load(&args.query.metrics, &mut db, color)? {
         Ok(c) => c,
         Err(code) => return Ok(code),
     };
-    let root = DataRoot::open(&args.data).map_err(|e| CliError::Message(e.to_string()))?;
-    let req = RunRequest {
-        metrics: vec![args.metric],
-        from: args.from,
-        to: args.to,
-        grain: args.grain,
-        by: args.by,
-        filter: args.filter,
-        tz: args.tz,
-        compare: None,
-    };
+    let root = DataRoot::open(&args.query.data).map_err(|e| CliError::Message(e.to_string()))?;
+    let req = args.query.request(vec![args.metric], None);
     let opts = ExplainOptions {
         physical: args.physical,
         analyze: args.analyze,
