@@ -3,11 +3,11 @@
 //! is NULL, and the formula is computed from those — so `revenue / paid_orders` of an
 //! empty period is 0 / 0 = NULL, while `count(*)` is 0, as the catalogue requires.
 
-use datafusion::common::Result;
 use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{Column, Result};
 use datafusion::logical_expr::expr::AggregateFunction;
 use datafusion::logical_expr::utils::find_aggregate_exprs;
-use datafusion::logical_expr::{Expr, col, lit};
+use datafusion::logical_expr::{Expr, LogicalPlanBuilder, col, lit};
 use datafusion::prelude::coalesce;
 
 /// An aggregate formula split in two.
@@ -81,4 +81,42 @@ fn is_additive(e: &Expr) -> bool {
         }
         _ => false,
     }
+}
+
+/// `input.aggregate(group, aggregates)` with each aggregate computed un-aliased, as
+/// DataFusion's SQL planner builds it, and renamed by a projection just above. Optimizer
+/// rules recognize only bare aggregate calls: `count(DISTINCT x)` per group, for one, is
+/// rewritten into a two-level group-by instead of a hash set per group. Group expressions
+/// and aggregates may carry aliases; the output columns are those aliases.
+pub fn aggregate_renamed(
+    input: LogicalPlanBuilder,
+    group: Vec<Expr>,
+    aggregates: Vec<Expr>,
+) -> Result<LogicalPlanBuilder> {
+    let n_group = group.len();
+    let (bare, names): (Vec<Expr>, Vec<Option<String>>) = aggregates
+        .into_iter()
+        .map(|e| match e {
+            Expr::Alias(a) => (*a.expr, Some(a.name)),
+            other => (other, None),
+        })
+        .unzip();
+    let b = input.aggregate(group, bare)?;
+    let columns: Vec<Expr> = b
+        .schema()
+        .iter()
+        .enumerate()
+        .map(|(i, (q, f))| {
+            let c = Expr::Column(Column::new(q.cloned(), f.name()));
+            match names
+                .get(i.wrapping_sub(n_group))
+                .and_then(|n| n.clone())
+                .filter(|_| i >= n_group)
+            {
+                Some(name) => c.alias(name),
+                None => c,
+            }
+        })
+        .collect();
+    b.project(columns)
 }

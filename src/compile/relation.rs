@@ -9,7 +9,7 @@ use datafusion::functions_window::expr_fn::row_number;
 use datafusion::logical_expr::{Expr, ExprFunctionExt, LogicalPlan, LogicalPlanBuilder, col};
 use datafusion::prelude::SessionContext;
 
-use super::aggregate::Split;
+use super::aggregate::{Split, aggregate_renamed};
 use super::snippet::{self, Scope, columns_of};
 use crate::diag::{Diagnostic, did_you_mean};
 use crate::source::DataRoot;
@@ -270,11 +270,14 @@ pub async fn build(
                 .enumerate()
                 .map(|(j, k)| k.clone().alias(format!("__k{j}")))
                 .collect();
-            let per_row = LogicalPlanBuilder::from(joined)
-                .aggregate(group, split.aggregates.clone())
-                .and_then(|b| b.alias(&side))
-                .and_then(|b| b.build())
-                .map_err(df)?;
+            let per_row = aggregate_renamed(
+                LogicalPlanBuilder::from(joined),
+                group,
+                split.aggregates.clone(),
+            )
+            .and_then(|b| b.alias(&side))
+            .and_then(|b| b.build())
+            .map_err(df)?;
             let keep: Vec<Expr> = plan
                 .schema()
                 .columns()

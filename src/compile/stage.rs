@@ -26,7 +26,7 @@ use datafusion::logical_expr::{
 };
 use datafusion::prelude::{SessionContext, nullif};
 
-use super::aggregate::{Split, fill};
+use super::aggregate::{Split, aggregate_renamed, fill};
 use super::period::{Calendar, Period};
 use super::relation::{self, Relation};
 use super::snippet::{self, PERIOD, Scope};
@@ -357,8 +357,7 @@ pub async fn build(
         None => {
             let split =
                 Split::new(&formula.expect("no entity: formula planned"), &prefix).map_err(df)?;
-            let plan = rows
-                .aggregate(group, with_rows(split.aggregates.clone()))
+            let plan = aggregate_renamed(rows, group, with_rows(split.aggregates.clone()))
                 .and_then(|b| b.build())
                 .map_err(df)?;
             Ok(Stage {
@@ -390,8 +389,7 @@ pub async fn build(
             keep.extend(dims.iter().map(|(n, _)| col(n.as_str())));
             keep.push(col(ename.as_str()));
             keep.extend(finals);
-            let per_entity = rows
-                .aggregate(g, aggs)
+            let per_entity = aggregate_renamed(rows, g, aggs)
                 .and_then(|b| b.project(keep))
                 .and_then(|b| b.build())
                 .map_err(df)?;
@@ -405,10 +403,13 @@ pub async fn build(
             let split = Split::new(&f, &prefix).map_err(df)?;
             let mut g2: Vec<Expr> = vec![col(START)];
             g2.extend(dims.iter().map(|(n, _)| col(n.as_str())));
-            let plan = LogicalPlanBuilder::from(per_entity)
-                .aggregate(g2, with_rows(split.aggregates.clone()))
-                .and_then(|b| b.build())
-                .map_err(df)?;
+            let plan = aggregate_renamed(
+                LogicalPlanBuilder::from(per_entity),
+                g2,
+                with_rows(split.aggregates.clone()),
+            )
+            .and_then(|b| b.build())
+            .map_err(df)?;
             Ok(Stage {
                 metric: id,
                 plan,
