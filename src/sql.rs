@@ -16,7 +16,7 @@ use datafusion::sql::sqlparser::ast::{
 };
 use datafusion::sql::sqlparser::tokenizer::Span;
 
-use crate::diag::Diagnostic;
+use crate::diag::{Code, Diagnostic};
 use crate::spec::Text;
 
 /// A parsed SQL expression and the text it came from.
@@ -46,11 +46,13 @@ pub fn map_span(text: &Text, s: Span) -> Range<usize> {
 /// Parses a SQL expression (a formula, filter, dimension…).
 pub fn parse_expr(text: &Text) -> Result<Sql, Diagnostic> {
     if text.value.trim().is_empty() {
-        return Err(Diagnostic::error("sql-syntax", "empty SQL expression").at(
-            text.file,
-            text.span.start..text.span.end.max(text.span.start + 1),
-            "write a SQL expression here",
-        ));
+        return Err(
+            Diagnostic::error(Code::SqlSyntax, "empty SQL expression").at(
+                text.file,
+                text.span.start..text.span.end.max(text.span.start + 1),
+                "write a SQL expression here",
+            ),
+        );
     }
     let parsed = DFParserBuilder::new(text.value.as_str())
         .with_recursion_limit(64)
@@ -58,7 +60,7 @@ pub fn parse_expr(text: &Text) -> Result<Sql, Diagnostic> {
         .and_then(|mut p| p.parse_into_expr());
     match parsed {
         Ok(e) if e.alias.is_some() => Err(Diagnostic::error(
-            "sql-syntax",
+            Code::SqlSyntax,
             "an alias (`AS name`) is not allowed here",
         )
         .at(text.file, text.span.clone(), "")
@@ -78,7 +80,7 @@ pub fn parse_query(text: &Text) -> Result<Box<ast::Query>, Diagnostic> {
         .build()
         .and_then(|mut p| p.parse_statements());
     let err = |msg: &str| {
-        Diagnostic::error("sql-syntax", msg.to_string()).at(text.file, text.span.clone(), "")
+        Diagnostic::error(Code::SqlSyntax, msg.to_string()).at(text.file, text.span.clone(), "")
     };
     let mut statements = parsed.map_err(|e| syntax_error(text, &e.to_string()))?;
     if statements.len() != 1 {
@@ -140,7 +142,7 @@ fn syntax_error(text: &Text, message: &str) -> Diagnostic {
         }
         None => text.span.clone(),
     };
-    Diagnostic::error("sql-syntax", format!("SQL syntax error: {clean}")).at(text.file, span, "")
+    Diagnostic::error(Code::SqlSyntax, format!("SQL syntax error: {clean}")).at(text.file, span, "")
 }
 
 /// Names of every aggregate function DataFusion knows, lowercased, aliases included.

@@ -56,10 +56,12 @@ impl ColorChoice {
 pub enum DiagnosticFormat {
     /// Source snippets with a caret under the fault.
     Human,
-    /// A JSON array, one object per finding.
+    /// A versioned JSON document (schema in docs/diagnostics.md).
     Json,
     /// GitHub Actions annotations (`::error file=…`).
     Github,
+    /// SARIF 2.1.0, for code-scanning uploads.
+    Sarif,
 }
 
 #[derive(Debug, Args)]
@@ -73,6 +75,9 @@ pub struct ValidateArgs {
     /// Output format of the findings.
     #[arg(long, value_enum, default_value_t = DiagnosticFormat::Human)]
     pub format: DiagnosticFormat,
+    /// Treat warnings as errors: report them as errors and exit 1 if there are any.
+    #[arg(long)]
+    pub deny_warnings: bool,
 }
 
 /// How `kpi list` prints the catalogue.

@@ -71,6 +71,8 @@ pub fn run(args: ListArgs) -> Result<Exit, CliError> {
         ))
     })?;
     if diags.iter().any(|d| d.is_error()) {
+        // Warnings are `kpi validate`'s business; a failed run shows what stopped it.
+        let diags: Vec<_> = diags.into_iter().filter(|d| d.is_error()).collect();
         eprint!("{}", render::human(&diags, &db, false));
         eprintln!(
             "{}; run `kpi validate` for details",

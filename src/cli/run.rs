@@ -30,6 +30,8 @@ fn load(
         ))
     })?;
     if diags.iter().any(|d| d.is_error()) {
+        // Warnings are `kpi validate`'s business; a failed run shows what stopped it.
+        let diags: Vec<_> = diags.into_iter().filter(|d| d.is_error()).collect();
         eprint!("{}", render::human(&diags, db, color));
         eprintln!(
             "{}; run `kpi validate` for details",

@@ -2,7 +2,7 @@
 
 use super::args::{DiagnosticFormat, ValidateArgs};
 use super::{CliError, Exit, print};
-use crate::diag::{SourceDb, render};
+use crate::diag::{Severity, SourceDb, render};
 use crate::validate::load_and_check;
 
 pub fn run(args: ValidateArgs, color: bool) -> Result<Exit, CliError> {
@@ -18,6 +18,11 @@ pub fn run(args: ValidateArgs, color: bool) -> Result<Exit, CliError> {
             crate::compile::check_against_data(&catalog, data)
                 .map_err(|e| CliError::Message(e.to_string()))?,
         );
+    }
+    if args.deny_warnings {
+        for d in &mut diags {
+            d.severity = Severity::Error;
+        }
     }
     let errors = diags.iter().filter(|d| d.is_error()).count();
     let out = match args.format {
@@ -41,6 +46,7 @@ pub fn run(args: ValidateArgs, color: bool) -> Result<Exit, CliError> {
         }
         DiagnosticFormat::Json => render::json(&diags, &db),
         DiagnosticFormat::Github => render::github(&diags, &db),
+        DiagnosticFormat::Sarif => render::sarif(&diags, &db),
     };
     print(&out)?;
     Ok(if errors > 0 { Exit::Failed } else { Exit::Ok })

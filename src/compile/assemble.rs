@@ -28,7 +28,7 @@ use datafusion::sql::sqlparser::ast::{
 use super::period::{Calendar, Period};
 use super::snippet::{self, Scope};
 use super::stage::{START, Stage, register_memory, safe_division};
-use crate::diag::Diagnostic;
+use crate::diag::{Code, Diagnostic};
 use crate::sql::{Sql, function_name};
 use crate::validate::{Catalog, Kind, MetricId, Shift};
 
@@ -78,7 +78,7 @@ type Diags = Vec<Diagnostic>;
 
 fn df(e: datafusion::error::DataFusionError) -> Diags {
     vec![Diagnostic::error(
-        "plan",
+        Code::Plan,
         snippet::clean_message(&e.to_string()),
     )]
 }

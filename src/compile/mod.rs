@@ -26,7 +26,7 @@ use datafusion::common::DFSchema;
 use datafusion::logical_expr::ExprSchemable;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
-use crate::diag::Diagnostic;
+use crate::diag::{Code, Diagnostic};
 use crate::source::{DataRoot, SourceError};
 use crate::validate::{Catalog, Kind};
 
@@ -166,7 +166,7 @@ fn check_metric(
             Ok(DataType::Timestamp(..) | DataType::Date32 | DataType::Date64) | Err(_) => {}
             Ok(other) => diags.push(
                 Diagnostic::error(
-                    "type-error",
+                    Code::TypeError,
                     format!("the time column must be a timestamp, and this is {other}"),
                 )
                 .at(t.text.file, t.text.span.clone(), "")

@@ -11,7 +11,7 @@ use datafusion::prelude::SessionContext;
 
 use super::aggregate::{Split, aggregate_renamed};
 use super::snippet::{self, Scope, columns_of};
-use crate::diag::{Diagnostic, did_you_mean};
+use crate::diag::{Code, Diagnostic, did_you_mean};
 use crate::source::DataRoot;
 use crate::spec::JoinOn;
 use crate::validate::{Aggregate, Catalog, Metric};
@@ -66,7 +66,7 @@ type Diags = Vec<Diagnostic>;
 
 fn df(e: datafusion::error::DataFusionError) -> Diags {
     vec![Diagnostic::error(
-        "plan",
+        Code::Plan,
         snippet::clean_message(&e.to_string()),
     )]
 }
@@ -94,7 +94,7 @@ async fn scan(
             for t in tables {
                 root.register(ctx, t.table()).await.map_err(|e| {
                     let sql = m.spec.sql.as_ref().expect("checked");
-                    vec![Diagnostic::error("unknown-table", e.to_string()).at(
+                    vec![Diagnostic::error(Code::UnknownTable, e.to_string()).at(
                         sql.file,
                         sql.span.clone(),
                         "in this query",
@@ -107,11 +107,8 @@ async fn scan(
                 .map_err(|e| {
                     let sql = m.spec.sql.as_ref().expect("checked");
                     vec![
-                        Diagnostic::error("sql-error", snippet::clean_message(&e.to_string())).at(
-                            sql.file,
-                            sql.span.clone(),
-                            "",
-                        ),
+                        Diagnostic::error(Code::SqlError, snippet::clean_message(&e.to_string()))
+                            .at(sql.file, sql.span.clone(), ""),
                     ]
                 })?
         }
@@ -136,17 +133,22 @@ async fn scan(
                         let root_name = root.root.display();
                         let label = did_you_mean(table, candidates)
                             .unwrap_or_else(|| format!("not in data root {root_name}"));
-                        Diagnostic::error("unknown-table", format!("data root {root_name} has no table `{table}`"))
+                        Diagnostic::error(Code::UnknownTable, format!("data root {root_name} has no table `{table}`"))
                             .at(file, span, label)
                             .note(format!("a table is a file `{table}.csv` or `{table}.parquet`, or a folder `{table}/`"))
                     }
                     crate::source::SourceError::UnknownTable { .. } => {
                         let label = did_you_mean(table, candidates)
                             .unwrap_or_else(|| "no such table or model".into());
-                        Diagnostic::error("unknown-table", format!("no table or model `{table}`"))
-                            .at(file, span, label)
+                        Diagnostic::error(
+                            Code::UnknownTable,
+                            format!("no table or model `{table}`"),
+                        )
+                        .at(file, span, label)
                     }
-                    other => Diagnostic::error("bad-table", other.to_string()).at(file, span, ""),
+                    other => {
+                        Diagnostic::error(Code::BadTable, other.to_string()).at(file, span, "")
+                    }
                 };
                 return Err(vec![d]);
             }
@@ -196,7 +198,7 @@ pub async fn build(
                     let file = cat.model(&agg.source).map_or(m.file(), |md| md.spec.file);
                     return Err(vec![
                         Diagnostic::error(
-                            "unknown-column",
+                            Code::UnknownColumn,
                             format!("key column `{}` is not a column of `{alias}`", k.value),
                         )
                         .at(file, k.span.clone(), ""),
@@ -336,7 +338,7 @@ pub async fn build(
                             if !columns_of(schema, q).contains(&c.value) {
                                 return Err(vec![
                                     Diagnostic::error(
-                                        "unknown-column",
+                                        Code::UnknownColumn,
                                         format!("`{q}` has no column `{}` to join on", c.value),
                                     )
                                     .at(
@@ -355,11 +357,8 @@ pub async fn build(
                     }
                     e.ok_or_else(|| {
                         vec![
-                            Diagnostic::error("bad-join", "a join needs at least one column").at(
-                                model.spec.file,
-                                j.spec.span.clone(),
-                                "",
-                            ),
+                            Diagnostic::error(Code::BadJoin, "a join needs at least one column")
+                                .at(model.spec.file, j.spec.span.clone(), ""),
                         ]
                     })?
                 }

@@ -10,7 +10,7 @@ use datafusion::execution::SessionState;
 use datafusion::logical_expr::{Expr, ExprSchemable};
 use datafusion::sql::sqlparser::ast::ExprWithAlias;
 
-use crate::diag::{Diagnostic, did_you_mean};
+use crate::diag::{Code, Diagnostic, did_you_mean};
 use crate::source::utc_timestamp;
 use crate::sql::{self, Facts, Sql};
 
@@ -97,7 +97,7 @@ fn locate_type_error(
             {
                 return Some(
                     Diagnostic::error(
-                        "type-error",
+                        Code::TypeError,
                         format!("`{}` cannot take a {found} argument", call.name),
                     )
                     .at(sql.text.file, sql.span_of(arg), format!("this is {found}"))
@@ -159,7 +159,7 @@ pub fn error(sql: &Sql, e: &DataFusionError) -> Diagnostic {
             });
             let mut sorted = candidates.clone();
             sorted.sort();
-            let d = Diagnostic::error("unknown-column", format!("unknown column `{shown}`")).at(
+            let d = Diagnostic::error(Code::UnknownColumn, format!("unknown column `{shown}`")).at(
                 file,
                 span.unwrap_or_else(|| sql.text.span.clone()),
                 did_you_mean(&name, candidates.iter().map(String::as_str))
@@ -178,7 +178,7 @@ pub fn error(sql: &Sql, e: &DataFusionError) -> Diagnostic {
                 .find(|c| c.parts.last() == Some(&field.name))
                 .map(|c| sql.span(c.span));
             return Diagnostic::error(
-                "ambiguous-column",
+                Code::AmbiguousColumn,
                 format!("column `{}` exists in several joined tables", field.name),
             )
             .at(file, span.unwrap_or_else(|| sql.text.span.clone()), "")
@@ -199,9 +199,9 @@ pub fn error(sql: &Sql, e: &DataFusionError) -> Diagnostic {
             .map(|c| sql.span(c.span))
     });
     let code = if message.contains("oerc") || message.contains("type") || message.contains("Type") {
-        "type-error"
+        Code::TypeError
     } else {
-        "sql-error"
+        Code::SqlError
     };
     Diagnostic::error(code, message).at(file, span.unwrap_or_else(|| sql.text.span.clone()), "")
 }

@@ -30,7 +30,7 @@ use super::aggregate::{Split, aggregate_renamed, fill};
 use super::period::{Calendar, Period};
 use super::relation::{self, Relation};
 use super::snippet::{self, PERIOD, Scope};
-use crate::diag::Diagnostic;
+use crate::diag::{Code, Diagnostic};
 use crate::source::{DataRoot, UTC, utc_timestamp};
 use crate::sql::Sql;
 use crate::validate::{Aggregate, Catalog, Kind, MetricId};
@@ -76,7 +76,7 @@ type Diags = Vec<Diagnostic>;
 
 fn df(e: datafusion::error::DataFusionError) -> Diags {
     vec![Diagnostic::error(
-        "plan",
+        Code::Plan,
         snippet::clean_message(&e.to_string()),
     )]
 }
@@ -509,7 +509,7 @@ fn dimensions(
             .find(|d| &d.name.value == n);
         let Some(d) = d else {
             return Err(vec![Diagnostic::error(
-                "unknown-dimension",
+                Code::UnknownDimension,
                 format!("no dimension `{n}` on `{}`", agg.source),
             )]);
         };

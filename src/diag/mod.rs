@@ -4,6 +4,7 @@
 //! formats positions: line and column are computed only when a renderer (see [`render`])
 //! turns diagnostics into text, so every stage can report byte ranges cheaply.
 
+mod code;
 mod line_index;
 pub mod render;
 
@@ -11,6 +12,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use code::{Code, markdown_table};
 pub use line_index::{LineCol, LineIndex};
 
 /// Index of a file in a [`SourceDb`].
@@ -92,12 +94,12 @@ impl Label {
 
 /// One finding about the user's input.
 ///
-/// `code` is a stable kebab-case identifier (`unknown-key`, `sql-syntax`, …) that tools may
-/// match on; `message` is for people and may change.
+/// `code` is stable (see [`Code`]) and is what tools match on; `message` is for people and
+/// may change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostic {
     pub severity: Severity,
-    pub code: &'static str,
+    pub code: Code,
     pub message: String,
     /// Where the fault is; `None` for faults that belong to no file (a missing directory).
     pub primary: Option<Label>,
@@ -109,7 +111,7 @@ pub struct Diagnostic {
 
 impl Diagnostic {
     /// An error with a message and no location yet.
-    pub fn error(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn error(code: Code, message: impl Into<String>) -> Self {
         Diagnostic {
             severity: Severity::Error,
             code,
@@ -122,7 +124,7 @@ impl Diagnostic {
     }
 
     /// A warning with a message and no location yet.
-    pub fn warning(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn warning(code: Code, message: impl Into<String>) -> Self {
         Diagnostic {
             severity: Severity::Warning,
             ..Diagnostic::error(code, message)

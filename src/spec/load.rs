@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::model::*;
 use super::yaml::{self, Node, NodeKind, Text};
-use crate::diag::{Diagnostic, FileId, SourceDb, did_you_mean};
+use crate::diag::{Code, Diagnostic, FileId, SourceDb, did_you_mean};
 
 /// Keys of a metric file.
 pub const METRIC_KEYS: &[&str] = &[
@@ -47,7 +47,8 @@ pub const MODEL_KEYS: &[&str] = &[
 const LOOKUP_KEYS: &[&str] = &["from", "on", "value"];
 const JOIN_KEYS: &[&str] = &["on", "relationship"];
 
-/// Loads every `*.yaml`/`*.yml` file under `dir`, recursively, in path order.
+/// Loads every `*.yaml`/`*.yml` file under `dir`, recursively, in path order, except those
+/// under a `tests` folder, which hold metric unit tests.
 ///
 /// Files are added to `db`; structural faults go to `diags`. A missing or unreadable
 /// directory is an `Err` (nothing could be checked); a broken file is a diagnostic.
@@ -67,7 +68,7 @@ pub fn load_dir(
                 load_file(db, id, &mut specs, diags);
             }
             Err(e) => diags.push(Diagnostic::error(
-                "io",
+                Code::Io,
                 format!("cannot read {}: {e}", display_path(&path).display()),
             )),
         }
@@ -91,6 +92,10 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), std::io::Error> {
             continue;
         }
         if entry.file_type()?.is_dir() {
+            // Metric unit tests live beside the metrics (`kpi test` reads them).
+            if name == "tests" {
+                continue;
+            }
             collect(&path, out)?;
         } else if matches!(
             path.extension().and_then(|e| e.to_str()),
@@ -130,7 +135,7 @@ pub fn load_file(db: &SourceDb, file: FileId, specs: &mut Specs, diags: &mut Vec
         };
         cx.diags.push(
             Diagnostic::error(
-                "expected-mapping",
+                Code::ExpectedMapping,
                 format!(
                     "a metric file must be a mapping of keys, found {}",
                     node.type_name()
@@ -198,7 +203,7 @@ struct Cx<'a> {
 impl Cx<'_> {
     fn err(
         &mut self,
-        code: &'static str,
+        code: Code,
         message: impl Into<String>,
         node: &Node,
         label: impl Into<String>,
@@ -234,7 +239,7 @@ impl Cx<'_> {
                 NodeKind::Scalar(s, _) => s.clone(),
                 _ => {
                     self.err(
-                        "bad-key",
+                        Code::BadKey,
                         format!("keys of {what} must be plain names"),
                         k,
                         "",
@@ -243,7 +248,7 @@ impl Cx<'_> {
                 }
             };
             let help = did_you_mean(&name, suggest.iter().copied());
-            let d = Diagnostic::error("unknown-key", format!("unknown key `{name}` in {what}"))
+            let d = Diagnostic::error(Code::UnknownKey, format!("unknown key `{name}` in {what}"))
                 .at(
                     self.file,
                     k.span.clone(),
@@ -264,7 +269,7 @@ impl Cx<'_> {
             None => {
                 let head = map.head();
                 self.diags.push(
-                    Diagnostic::error("missing-key", format!("{what} has no `{key}`")).at(
+                    Diagnostic::error(Code::MissingKey, format!("{what} has no `{key}`")).at(
                         self.file,
                         head,
                         format!("`{key}` is required here"),
@@ -280,7 +285,7 @@ impl Cx<'_> {
             NodeKind::Scalar(s, _) => Some(Spanned::new(s.trim().to_string(), node.span.clone())),
             _ => {
                 self.err(
-                    "wrong-type",
+                    Code::WrongType,
                     format!("`{what}` must be a string, found {}", node.type_name()),
                     node,
                     "expected a string",
@@ -301,7 +306,7 @@ impl Cx<'_> {
             )),
             _ => {
                 self.err(
-                    "wrong-type",
+                    Code::WrongType,
                     format!("`{what}` must be a SQL string, found {}", node.type_name()),
                     node,
                     "expected SQL text",
@@ -334,7 +339,7 @@ impl Cx<'_> {
             NodeKind::Null => Some(&[]),
             _ => {
                 self.err(
-                    "wrong-type",
+                    Code::WrongType,
                     format!("`{what}` must be a mapping, found {}", node.type_name()),
                     node,
                     "expected `name: value` entries",
@@ -359,9 +364,9 @@ impl Cx<'_> {
                 self.diags.push(
                     Diagnostic::error(
                         if what == "grain" {
-                            "bad-grain"
+                            Code::BadGrain
                         } else {
-                            "bad-value"
+                            Code::BadValue
                         },
                         format!("`{}` is not a valid {what}", s.value),
                     )
@@ -389,7 +394,7 @@ impl Cx<'_> {
             } else {
                 name.span.clone()
             };
-            let d = Diagnostic::error("bad-name", format!("`{}` is not a valid name", name.value))
+            let d = Diagnostic::error(Code::BadName, format!("`{}` is not a valid name", name.value))
                 .help("names are letters, digits and `_`, starting with a letter or `_` (rename the file or set `name:`)");
             self.diags.push(if span.is_empty() {
                 d
@@ -417,7 +422,7 @@ impl Cx<'_> {
         if let (Some(t), Some(_)) = (&table, &sql) {
             self.diags.push(
                 Diagnostic::error(
-                    "conflicting-keys",
+                    Code::ConflictingKeys,
                     "a model has either `table` or `sql`, not both",
                 )
                 .at(self.file, t.span.clone(), "remove one of them"),
@@ -486,7 +491,7 @@ impl Cx<'_> {
                 },
                 None => {
                     self.err(
-                        "missing-key",
+                        Code::MissingKey,
                         format!("the join to `{}` has no `on`", target.value),
                         k,
                         "`on` is required here",
@@ -500,7 +505,7 @@ impl Cx<'_> {
                 }
                 None => {
                     self.diags.push(
-                        Diagnostic::error("missing-key", format!("the join to `{}` has no `relationship`", target.value))
+                        Diagnostic::error(Code::MissingKey, format!("the join to `{}` has no `relationship`", target.value))
                             .at(self.file, k.span.clone(), "declare how many rows match")
                             .help("add `relationship: many_to_one` (each row matches at most one row of the target), `one_to_one` or `one_to_many`"),
                     );
@@ -554,7 +559,7 @@ impl Cx<'_> {
                     }
                 }
                 _ => self.err(
-                    "wrong-type",
+                    Code::WrongType,
                     "a dimension is a column name or `name: SQL`",
                     item,
                     "",
@@ -629,9 +634,12 @@ impl Cx<'_> {
                 Some(w) => Some(Spanned::new(w, s.span)),
                 None => {
                     self.diags.push(
-                        Diagnostic::error("bad-window", format!("`{}` is not a window", s.value))
-                            .at(self.file, s.span, "")
-                            .help(format!("write one of {}", Window::FORMS)),
+                        Diagnostic::error(
+                            Code::BadWindow,
+                            format!("`{}` is not a window", s.value),
+                        )
+                        .at(self.file, s.span, "")
+                        .help(format!("write one of {}", Window::FORMS)),
                     );
                     None
                 }
@@ -692,7 +700,7 @@ impl Cx<'_> {
                             }
                         }
                         _ => self.err(
-                            "wrong-type",
+                            Code::WrongType,
                             format!("`{}` under `using` must be a metric mapping", n.value),
                             body,
                             "expected `source:`, `formula:`, …",
@@ -709,7 +717,8 @@ impl Cx<'_> {
         } else {
             "a metric"
         };
-        self.finish(
+        // A model key in a metric gets a suggestion, but the note lists only metric keys.
+        self.finish_suggesting(
             std::mem::replace(
                 map,
                 MapReader {
@@ -717,6 +726,7 @@ impl Cx<'_> {
                     span: span.clone(),
                 },
             ),
+            METRIC_KEYS,
             &keys,
             what,
         );

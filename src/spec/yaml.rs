@@ -11,7 +11,7 @@ use std::sync::Arc;
 use saphyr::{MarkedYaml, ScalarStyle, YamlData, YamlLoader};
 use saphyr_parser::Parser;
 
-use crate::diag::{Diagnostic, FileId};
+use crate::diag::{Code, Diagnostic, FileId};
 
 /// A YAML node with the byte range it occupies in its file.
 #[derive(Debug, Clone)]
@@ -65,7 +65,7 @@ pub fn parse(file: FileId, text: &str) -> Result<Node, Diagnostic> {
         let at = chars.byte(e.marker().index());
         let end = next_char_end(text, at);
         return Err(
-            Diagnostic::error("yaml-syntax", format!("invalid YAML: {}", e.info())).at(
+            Diagnostic::error(Code::YamlSyntax, format!("invalid YAML: {}", e.info())).at(
                 file,
                 at..end,
                 "",
@@ -77,7 +77,7 @@ pub fn parse(file: FileId, text: &str) -> Result<Node, Diagnostic> {
         let second = &docs[1];
         let at = chars.byte(second.span.start.index());
         return Err(
-            Diagnostic::error("yaml-syntax", "a metric file holds one YAML document")
+            Diagnostic::error(Code::YamlSyntax, "a metric file holds one YAML document")
                 .at(
                     file,
                     at..next_char_end(text, at),
@@ -366,7 +366,7 @@ mod tests {
     #[test]
     fn syntax_errors_carry_a_position() {
         let err = parse(FileId(0), "a: [1, 2\nb: 3\n").unwrap_err();
-        assert_eq!(err.code, "yaml-syntax");
+        assert_eq!(err.code, crate::diag::Code::YamlSyntax);
         assert!(err.primary.is_some());
         let err = parse(FileId(0), "a: 1\na: 2\n").unwrap_err();
         assert!(err.message.contains("duplicate"), "{}", err.message);

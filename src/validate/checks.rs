@@ -10,7 +10,7 @@ use datafusion::sql::sqlparser::ast::{
 use datafusion::sql::sqlparser::tokenizer::Span;
 
 use super::*;
-use crate::diag::{Diagnostic, did_you_mean};
+use crate::diag::{Code, Diagnostic, did_you_mean};
 use crate::spec::{DimensionSpec, JoinOn, Text};
 use crate::sql::{self, Facts, function_name, parse_expr};
 
@@ -43,7 +43,7 @@ pub fn check(specs: Specs, diags: &mut Vec<Diagnostic>) -> Catalog {
             if local.insert(local_name.clone(), idx).is_some() {
                 diags.push(
                     Diagnostic::error(
-                        "duplicate-name",
+                        Code::DuplicateName,
                         format!("`{local_name}` is defined twice under `using`"),
                     )
                     .at(u.file, u.name.span.clone(), ""),
@@ -63,7 +63,7 @@ pub fn check(specs: Specs, diags: &mut Vec<Diagnostic>) -> Catalog {
         if let Some((f, span)) = first.get(name) {
             diags.push(
                 Diagnostic::error(
-                    "duplicate-name",
+                    Code::DuplicateName,
                     format!("metric `{name}` is defined twice"),
                 )
                 .at(spec.file, name_span(spec), "second definition")
@@ -136,9 +136,12 @@ fn check_models(models: Vec<ModelSpec>, cat: &mut Catalog, diags: &mut Vec<Diagn
         let name = spec.name.value.clone();
         if let Some((f, s)) = first.get(&name) {
             diags.push(
-                Diagnostic::error("duplicate-name", format!("model `{name}` is defined twice"))
-                    .at(spec.file, spec.name.span.clone(), "second definition")
-                    .also(*f, s.clone(), "first definition"),
+                Diagnostic::error(
+                    Code::DuplicateName,
+                    format!("model `{name}` is defined twice"),
+                )
+                .at(spec.file, spec.name.span.clone(), "second definition")
+                .also(*f, s.clone(), "first definition"),
             );
             continue;
         }
@@ -159,7 +162,7 @@ fn check_models(models: Vec<ModelSpec>, cat: &mut Catalog, diags: &mut Vec<Diagn
         for j in &spec.joins {
             if j.target.value == name {
                 diags.push(
-                    Diagnostic::error("bad-join", "a model cannot join itself").at(
+                    Diagnostic::error(Code::BadJoin, "a model cannot join itself").at(
                         spec.file,
                         j.target.span.clone(),
                         "",
@@ -199,7 +202,7 @@ fn dimensions(specs: &[DimensionSpec], diags: &mut Vec<Diagnostic>) -> Vec<Dimen
         if !crate::spec::load::is_identifier(&d.name.value) {
             diags.push(
                 Diagnostic::error(
-                    "bad-name",
+                    Code::BadName,
                     format!("`{}` is not a valid dimension name", d.name.value),
                 )
                 .at(d.expr.file, d.name.span.clone(), "")
@@ -210,7 +213,7 @@ fn dimensions(specs: &[DimensionSpec], diags: &mut Vec<Diagnostic>) -> Vec<Dimen
         if !seen.insert(d.name.value.clone()) {
             diags.push(
                 Diagnostic::error(
-                    "duplicate-name",
+                    Code::DuplicateName,
                     format!("dimension `{}` is listed twice", d.name.value),
                 )
                 .at(d.expr.file, d.name.span.clone(), ""),
@@ -234,7 +237,7 @@ fn row_expr(t: &Text, what: &str, bounds: &[&str], diags: &mut Vec<Diagnostic>) 
     let mut ok = common_checks(&s, &facts, bounds, diags);
     for c in facts.calls.iter().filter(|c| c.aggregate) {
         diags.push(
-            Diagnostic::error("unexpected-aggregate", format!("`{}` aggregates rows, but a {what} is computed per row", c.name))
+            Diagnostic::error(Code::UnexpectedAggregate, format!("`{}` aggregates rows, but a {what} is computed per row", c.name))
                 .at(t.file, s.span(c.span), "aggregate here")
                 .help(if what == "filter" { "filters select rows before aggregation; put conditions on aggregates in the formula" } else { "remove the aggregate" }),
         );
@@ -259,7 +262,7 @@ fn common_checks(s: &Sql, facts: &Facts, bounds: &[&str], diags: &mut Vec<Diagno
             };
             diags.push(
                 Diagnostic::error(
-                    "unknown-placeholder",
+                    Code::UnknownPlaceholder,
                     if all.contains(&p.as_str()) {
                         format!("`{p}` cannot be used here")
                     } else {
@@ -283,7 +286,7 @@ fn common_checks(s: &Sql, facts: &Facts, bounds: &[&str], diags: &mut Vec<Diagno
     for span in &facts.subqueries {
         diags.push(
             Diagnostic::error(
-                "unsupported-sql",
+                Code::UnsupportedSql,
                 "subqueries are not supported in metric SQL",
             )
             .at(s.text.file, s.span(*span), "")
@@ -294,7 +297,7 @@ fn common_checks(s: &Sql, facts: &Facts, bounds: &[&str], diags: &mut Vec<Diagno
     for c in facts.calls.iter().filter(|c| c.has_over) {
         diags.push(
             Diagnostic::error(
-                "unsupported-sql",
+                Code::UnsupportedSql,
                 format!("window function `{}` … OVER is not supported here", c.name),
             )
             .at(s.text.file, s.span(c.span), "")
@@ -317,7 +320,7 @@ fn aggregate_expr(
     let mut ok = common_checks(&s, &facts, PERIOD_BOUNDS, diags);
     if !facts.has_aggregate() {
         let funcs: Vec<&str> = facts.calls.iter().map(|c| c.name.as_str()).collect();
-        let mut d = Diagnostic::error("not-aggregate", format!("the {what} does not aggregate rows"))
+        let mut d = Diagnostic::error(Code::NotAggregate, format!("the {what} does not aggregate rows"))
             .at(t.file, t.span.clone(), "no aggregate function here")
             .help("a metric with a `source` computes one value per period from many rows: use sum(…), count(*), avg(…), count(distinct …), median(…) …");
         if funcs.is_empty() && facts.columns.len() == 1 && allowed.is_empty() {
@@ -330,7 +333,7 @@ fn aggregate_expr(
         let name = c.parts.last().cloned().unwrap_or_default();
         if !(c.in_aggregate || c.parts.len() == 1 && allowed.contains(&name)) {
             diags.push(
-                Diagnostic::error("bare-column", format!("column `{}` is used outside an aggregate", c.parts.join(".")))
+                Diagnostic::error(Code::BareColumn, format!("column `{}` is used outside an aggregate", c.parts.join(".")))
                     .at(t.file, s.span(c.span), "not aggregated")
                     .help(format!("a {what} yields one value per period: wrap it, e.g. `max({})`, or move it into `filter:`", c.parts.join("."))),
             );
@@ -338,7 +341,7 @@ fn aggregate_expr(
         }
     }
     for c in facts.calls.iter().filter(|c| c.aggregate && c.nested) {
-        diags.push(Diagnostic::error("nested-aggregate", format!("aggregate `{}` inside another aggregate", c.name)).at(t.file, s.span(c.span), "").help("for a two-step aggregation (per customer, then per period) use `entity:` and `entity_columns:`"));
+        diags.push(Diagnostic::error(Code::NestedAggregate, format!("aggregate `{}` inside another aggregate", c.name)).at(t.file, s.span(c.span), "").help("for a two-step aggregation (per customer, then per period) use `entity:` and `entity_columns:`"));
         ok = false;
     }
     ok.then_some((s, facts))
@@ -376,7 +379,7 @@ fn check_metric(
             for (key, span) in misplaced {
                 if let Some(span) = span {
                     diags.push(
-                        Diagnostic::error("needs-source", format!("`{key}` applies to rows, but this metric has no `source`"))
+                        Diagnostic::error(Code::NeedsSource, format!("`{key}` applies to rows, but this metric has no `source`"))
                             .at(file, span, "")
                             .help("add `source:` to aggregate a table's rows, or remove this key: a metric without a source combines other metrics"),
                     );
@@ -403,7 +406,7 @@ fn derived(
     let mut ok = common_checks(&formula, &facts, &[], diags);
     for c in facts.calls.iter().filter(|c| c.aggregate) {
         diags.push(
-            Diagnostic::error("needs-source", format!("`{}` aggregates rows, but this metric has no `source`", c.name))
+            Diagnostic::error(Code::NeedsSource, format!("`{}` aggregates rows, but this metric has no `source`", c.name))
                 .at(file, formula.span(c.span), "")
                 .help("add `source: TABLE` to aggregate rows; without a source, a formula combines metrics by name"),
         );
@@ -417,7 +420,7 @@ fn derived(
     let _ = formula.ast.visit(&mut v);
     for (msg, span) in v.errors {
         diags.push(
-            Diagnostic::error("bad-offset", msg)
+            Diagnostic::error(Code::BadOffset, msg)
                 .at(file, formula.span(span), "")
                 .help("write `prev(metric)`, `prev(metric, N)` or `year_ago(metric)`"),
         );
@@ -429,7 +432,7 @@ fn derived(
         if parts.len() != 1 {
             diags.push(
                 Diagnostic::error(
-                    "unknown-metric",
+                    Code::UnknownMetric,
                     format!("`{}` is not a metric name", parts.join(".")),
                 )
                 .at(file, fspan, "")
@@ -449,7 +452,7 @@ fn derived(
             None => {
                 let model_hint = cat.model(name).map(|_| format!("`{name}` is a model; a metric aggregating it needs `source: {name}` and an aggregate formula"));
                 diags.push(
-                    Diagnostic::error("unknown-metric", format!("unknown metric `{name}`"))
+                    Diagnostic::error(Code::UnknownMetric, format!("unknown metric `{name}`"))
                         .at(
                             file,
                             fspan,
@@ -464,7 +467,7 @@ fn derived(
     }
     if refs.is_empty() && ok {
         diags.push(
-            Diagnostic::error("no-metrics", "this formula refers to no metric")
+            Diagnostic::error(Code::NoMetrics, "this formula refers to no metric")
                 .at(file, spec.formula.span.clone(), "")
                 .help("add `source:` to aggregate a table, or name metrics in the formula"),
         );
@@ -597,7 +600,7 @@ fn aggregate(
                 "`entity_columns` need `entity`: the column identifying an entity",
             ),
         };
-        diags.push(Diagnostic::error("missing-key", msg).at(file, span, ""));
+        diags.push(Diagnostic::error(Code::MissingKey, msg).at(file, span, ""));
     }
     let mut lookups = Vec::new();
     let mut lookup_names: Vec<String> = Vec::new();
@@ -607,7 +610,7 @@ fn aggregate(
         if l.from.value == source.value {
             diags.push(
                 Diagnostic::error(
-                    "bad-lookup",
+                    Code::BadLookup,
                     "a lookup reads another relation than the metric's source",
                 )
                 .at(file, l.from.span.clone(), ""),
@@ -659,7 +662,7 @@ fn aggregate(
             };
             diags.push(
                 Diagnostic::error(
-                    "missing-active",
+                    Code::MissingActive,
                     format!(
                         "`at` needs the source to say when a row is active, and `{}` does not",
                         source.value
@@ -674,7 +677,7 @@ fn aggregate(
             ("window", spec.window.as_ref().map(|w| w.span.clone())),
         ] {
             if let Some(span) = span {
-                diags.push(Diagnostic::error("conflicting-keys", format!("`{key}` and `at` exclude each other")).at(file, span, "").also(file, at.span.clone(), "state taken at this instant").help("`at` counts rows active at an instant; `time`/`window` count rows whose time falls in the period"));
+                diags.push(Diagnostic::error(Code::ConflictingKeys, format!("`{key}` and `at` exclude each other")).at(file, span, "").also(file, at.span.clone(), "state taken at this instant").help("`at` counts rows active at an instant; `time`/`window` count rows whose time falls in the period"));
             }
         }
     }
@@ -694,7 +697,7 @@ fn aggregate(
             };
             diags.push(
                 Diagnostic::error(
-                    "missing-time",
+                    Code::MissingTime,
                     "this metric does not say which period a row belongs to",
                 )
                 .at(file, source.span.clone(), "")
@@ -702,7 +705,7 @@ fn aggregate(
             );
         } else if let Some(w) = &spec.window {
             diags.push(
-                Diagnostic::error("missing-time", "`window` needs a time column").at(
+                Diagnostic::error(Code::MissingTime, "`window` needs a time column").at(
                     file,
                     w.span.clone(),
                     "",
@@ -723,7 +726,7 @@ fn aggregate(
                     && !matches!(c.name.as_str(), "min" | "max" | "bool_and" | "bool_or")
             }) {
                 diags.push(
-                    Diagnostic::error("fan-out", format!("`{}` over `{}` counts rows again for every matching `{}` row", c.name, model.name(), j.spec.target.value))
+                    Diagnostic::error(Code::FanOut, format!("`{}` over `{}` counts rows again for every matching `{}` row", c.name, model.name(), j.spec.target.value))
                         .at(file, f.span(c.span), "would count duplicated rows")
                         .also(model.spec.file, j.spec.span.clone(), "declared one_to_many here")
                         .help("use count(distinct …), a `lookups:` entry, or a model whose join is many_to_one"),
@@ -799,7 +802,7 @@ fn check_cycles(cat: &Catalog, diags: &mut Vec<Diagnostic>) {
                             .collect();
                         let (m0, r0) = &path[0];
                         let mut d = Diagnostic::error(
-                            "cycle",
+                            Code::Cycle,
                             format!(
                                 "metrics refer to each other in a cycle: {}",
                                 names.join(" → ")

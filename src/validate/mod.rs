@@ -7,6 +7,7 @@
 //! ([`crate::compile`]), which `kpi validate --data` does without running anything.
 
 mod checks;
+mod lints;
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -18,6 +19,7 @@ use crate::spec::{At, JoinSpec, MetricSpec, ModelSpec, Spanned, Specs, Window};
 use crate::sql::Sql;
 
 pub use checks::check;
+pub use lints::lint;
 
 /// Index of a metric in [`Catalog::metrics`].
 pub type MetricId = usize;
@@ -233,5 +235,6 @@ pub fn load_and_check(
     let mut diags = Vec::new();
     let specs: Specs = crate::spec::load_dir(dir, db, &mut diags)?;
     let catalog = check(specs, &mut diags);
+    lint(&catalog, &mut diags);
     Ok((catalog, diags))
 }
