@@ -8,6 +8,7 @@ mod explain;
 mod fuzz;
 mod reference;
 mod run;
+mod schema;
 
 /// The path of a file or folder of the repository.
 pub fn repo(path: &str) -> std::path::PathBuf {
