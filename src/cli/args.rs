@@ -27,6 +27,8 @@ pub enum Command {
     Explain(ExplainArgs),
     /// Generate a deterministic CRM data set (all 12 tables) at any scale.
     Gen(GenArgs),
+    /// Print the JSON Schema of metric and model files, for editors (see README).
+    Schema,
 }
 
 /// When to use colors.

@@ -6,6 +6,7 @@ pub mod args;
 mod r#gen;
 mod list;
 mod run;
+mod schema;
 mod validate;
 
 use std::io::{IsTerminal, Write};
@@ -45,6 +46,7 @@ pub fn main() -> ExitCode {
         Command::Run(a) => run::run(a, color),
         Command::Explain(a) => run::explain(a, color),
         Command::Gen(a) => r#gen::run(a),
+        Command::Schema => schema::run(),
     };
     match result {
         Ok(code) => ExitCode::from(code as u8),

@@ -44,8 +44,10 @@ pub const MODEL_KEYS: &[&str] = &[
     "dimensions",
     "active",
 ];
-const LOOKUP_KEYS: &[&str] = &["from", "on", "value"];
-const JOIN_KEYS: &[&str] = &["on", "relationship"];
+/// Keys of a lookup under `lookups:`.
+pub(crate) const LOOKUP_KEYS: &[&str] = &["from", "on", "value"];
+/// Keys of a join under `joins:`.
+pub(crate) const JOIN_KEYS: &[&str] = &["on", "relationship"];
 
 /// Loads every `*.yaml`/`*.yml` file under `dir`, recursively, in path order, except those
 /// under a `tests` folder, which hold metric unit tests.

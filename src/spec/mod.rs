@@ -2,10 +2,12 @@
 //!
 //! This stage owns everything up to typed specs: reading files, YAML with positions
 //! ([`yaml`]), the model of metric and model files ([`model`]) and structural checks
-//! ([`load`]). Checking specs against each other and against data is [`crate::validate`]'s.
+//! ([`load`]), plus the JSON Schema that lets editors make the same structural checks
+//! ([`schema`]). Checking specs against each other and against data is [`crate::validate`]'s.
 
 pub mod load;
 pub mod model;
+pub mod schema;
 pub mod yaml;
 
 pub use load::{load_dir, load_file};

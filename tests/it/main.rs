@@ -8,6 +8,7 @@ mod explain;
 mod fuzz;
 mod reference;
 mod run;
+mod schema;
 mod validate;
 
 /// The path of a file or folder of the repository.
