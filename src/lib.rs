@@ -3,7 +3,7 @@
 //! Metrics are YAML files holding SQL formulas; kpi loads them ([`spec`]), checks them against
 //! each other and, optionally, against the data's schema ([`validate`]), compiles them into
 //! DataFusion plans ([`compile`]), runs those plans over CSV or Parquet tables ([`source`],
-//! [`exec`]) and writes the results ([`output`]). The `kpi` binary is a thin CLI over this.
+//! [`exec`]) and writes the results ([`output`]); [`testing`] runs metric unit tests. The `kpi` binary is a thin CLI over this.
 
 pub mod cli;
 pub mod compile;
@@ -14,4 +14,5 @@ pub mod output;
 pub mod source;
 pub mod spec;
 pub mod sql;
+pub mod testing;
 pub mod validate;

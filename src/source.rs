@@ -101,6 +101,9 @@ pub struct TableEntry {
 pub struct DataRoot {
     pub root: PathBuf,
     pub tables: BTreeMap<String, TableEntry>,
+    /// Column types that override inference, per table: a metric test declares them for
+    /// columns its few rows cannot type (a column of NULLs reads as text otherwise).
+    pub types: BTreeMap<String, Vec<(String, DataType)>>,
 }
 
 impl DataRoot {
@@ -189,6 +192,7 @@ impl DataRoot {
         Ok(DataRoot {
             root: root.to_path_buf(),
             tables,
+            types: BTreeMap::new(),
         })
     }
 
@@ -213,7 +217,8 @@ impl DataRoot {
             return Ok(t.schema());
         }
         let entry = self.table(name)?;
-        let table = listing_table(ctx, entry).await?;
+        let types = self.types.get(name).map(Vec::as_slice).unwrap_or_default();
+        let table = listing_table(ctx, entry, types).await?;
         let schema = table.schema();
         ctx.register_table(name, Arc::new(table))
             .map_err(|e| SourceError::Schema {
@@ -246,6 +251,7 @@ fn list_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
 async fn listing_table(
     ctx: &SessionContext,
     entry: &TableEntry,
+    types: &[(String, DataType)],
 ) -> Result<ListingTable, SourceError> {
     let schema_err = |message: String| SourceError::Schema {
         table: entry.name.clone(),
@@ -280,7 +286,19 @@ async fn listing_table(
         Ok(s) => s,
         Err(e) => return Err(explain_schema_error(entry, e.to_string())),
     };
-    let schema = Arc::new(normalize(&inferred));
+    let mut schema = normalize(&inferred);
+    if !types.is_empty() {
+        let fields: Vec<Field> = schema
+            .fields()
+            .iter()
+            .map(|f| match types.iter().find(|(c, _)| c == f.name()) {
+                Some((_, ty)) => Field::new(f.name(), ty.clone(), true),
+                None => f.as_ref().clone(),
+            })
+            .collect();
+        schema = Schema::new(fields);
+    }
+    let schema = Arc::new(schema);
     let config = ListingTableConfig::new(url)
         .with_listing_options(options)
         .with_schema(schema);

@@ -27,6 +27,8 @@ pub enum Command {
     Explain(ExplainArgs),
     /// Generate a deterministic CRM data set (all 12 tables) at any scale.
     Gen(GenArgs),
+    /// Run the metric unit tests in `tests/` folders beside the metrics.
+    Test(TestArgs),
     /// Print the JSON Schema of metric and model files, for editors (see README).
     Schema,
 }
@@ -80,6 +82,28 @@ pub struct ValidateArgs {
     /// Treat warnings as errors: report them as errors and exit 1 if there are any.
     #[arg(long)]
     pub deny_warnings: bool,
+}
+
+/// How `kpi test` reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TestFormat {
+    /// A line per case; the expected and actual rows of a failed case side by side.
+    Human,
+    /// The human report, plus GitHub Actions annotations on failed cases.
+    Github,
+}
+
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// Run only cases whose name or file path contains this text.
+    pub filter: Option<String>,
+    /// Directory of metric and model YAML files; tests are the YAML files in its `tests/`
+    /// folders.
+    #[arg(long, default_value = "metrics")]
+    pub metrics: PathBuf,
+    /// Report format.
+    #[arg(long, value_enum, default_value_t = TestFormat::Human)]
+    pub format: TestFormat,
 }
 
 /// How `kpi list` prints the catalogue.

@@ -7,6 +7,7 @@ mod r#gen;
 mod list;
 mod run;
 mod schema;
+mod test;
 mod validate;
 
 use std::io::{IsTerminal, Write};
@@ -46,6 +47,7 @@ pub fn main() -> ExitCode {
         Command::Run(a) => run::run(a, color),
         Command::Explain(a) => run::explain(a, color),
         Command::Gen(a) => r#gen::run(a),
+        Command::Test(a) => test::run(a, color),
         Command::Schema => schema::run(),
     };
     match result {

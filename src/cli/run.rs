@@ -10,7 +10,7 @@ use crate::output::{self, Format};
 use crate::source::DataRoot;
 use crate::validate::load_and_check;
 
-fn runtime() -> tokio::runtime::Runtime {
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -78,7 +78,8 @@ pub fn load_dir(
     Ok(specs)
 }
 
-fn display_path(p: &Path) -> PathBuf {
+/// `p` relative to the working directory when it is inside it, as diagnostics show paths.
+pub(crate) fn display_path(p: &Path) -> PathBuf {
     std::env::current_dir()
         .ok()
         .and_then(|cwd| p.strip_prefix(&cwd).ok().map(Path::to_path_buf))
