@@ -5,7 +5,7 @@ use std::io::Write;
 use super::args::{TestArgs, TestFormat};
 use super::run::runtime;
 use super::{CliError, Exit, print};
-use crate::diag::{SourceDb, render};
+use crate::diag::{Code, Diagnostic, SourceDb, did_you_mean, render};
 use crate::testing::{self, report};
 use crate::validate::load_and_check;
 
@@ -33,6 +33,17 @@ pub fn run(args: TestArgs, color: bool) -> Result<Exit, CliError> {
                     "cannot read {}: {e}",
                     path.display()
                 )));
+            }
+        }
+    }
+    for case in &cases {
+        for m in &case.metrics {
+            if catalog.metric(&m.value).is_none() {
+                errors.push(
+                    Diagnostic::error(Code::UnknownMetric, format!("unknown metric `{}`", m.value))
+                        .at(case.file, m.span.clone(), "")
+                        .maybe_help(did_you_mean(&m.value, catalog.metric_names())),
+                );
             }
         }
     }

@@ -9,6 +9,7 @@ mod fuzz;
 mod reference;
 mod run;
 mod schema;
+mod testing;
 mod validate;
 
 /// The path of a file or folder of the repository.

@@ -110,7 +110,7 @@ fn loader_faults(path: &Path, text: &str) -> Vec<&'static str> {
     let id = db.add(path.to_path_buf(), text.to_string());
     let mut diags = Vec::new();
     load_file(&db, id, &mut Specs::default(), &mut diags);
-    diags.iter().map(|d| d.code).collect()
+    diags.iter().map(|d| d.code.name()).collect()
 }
 
 #[test]

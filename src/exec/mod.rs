@@ -15,17 +15,20 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::datasource::MemTable;
 use datafusion::functions_aggregate::expr_fn::{max, min};
 use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder};
-use datafusion::physical_plan::displayable;
 use datafusion::prelude::SessionContext;
 
+use crate::compile;
 use crate::compile::assemble::{self, Layout, OutputColumn, stage_table};
 use crate::compile::period::{Calendar, Period, parse_instant};
 use crate::compile::stage::{self, Request, Stage};
-use crate::compile::{self, snippet_error};
 use crate::diag::{Diagnostic, SourceDb, did_you_mean};
 use crate::source::{DataRoot, SourceError};
 use crate::spec::{Grain, Text, Unit};
 use crate::validate::{Catalog, Kind, MetricId, Shift};
+
+mod explain;
+
+pub use explain::{ExplainOptions, compiled_sql, explain};
 
 /// What `--compare` adds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -412,7 +415,7 @@ async fn collect(
     df.collect().await.map_err(|e| exec_error(what, &e))
 }
 
-fn exec_error(what: &str, e: &datafusion::error::DataFusionError) -> RunError {
+pub(crate) fn exec_error(what: &str, e: &datafusion::error::DataFusionError) -> RunError {
     let msg = e.to_string();
     let msg = msg
         .trim_start_matches("External error: ")
@@ -454,7 +457,7 @@ pub async fn execute(
     })
 }
 
-async fn assembly(p: &Program, cat: &Catalog) -> Result<LogicalPlan, RunError> {
+pub(crate) async fn assembly(p: &Program, cat: &Catalog) -> Result<LogicalPlan, RunError> {
     let layout = Layout {
         calendar: p.calendar,
         periods: &p.periods,
@@ -464,131 +467,4 @@ async fn assembly(p: &Program, cat: &Catalog) -> Result<LogicalPlan, RunError> {
     assemble::build(&p.ctx, cat, &p.stages, &layout)
         .await
         .map_err(RunError::Diagnostics)
-}
-
-/// What `kpi explain` shows.
-pub struct ExplainOptions {
-    pub physical: bool,
-    pub analyze: bool,
-}
-
-/// Renders every plan of a program: SQL (DataFusion's unparser), optimized logical plan,
-/// and optionally the physical plan or per-operator metrics of an actual run.
-pub async fn explain(
-    p: &Program,
-    cat: &Catalog,
-    opts: &ExplainOptions,
-) -> Result<String, RunError> {
-    let mut out = String::new();
-    let state = p.ctx.state();
-    let ps = &p.periods;
-    out.push_str(&format!(
-        "periods: {} {} period(s), the first starting {}, the last {} ({})\n\n",
-        ps.len(),
-        p.calendar.grain,
-        ps.first().map(|x| x.date.to_string()).unwrap_or_default(),
-        ps.last().map(|x| x.date.to_string()).unwrap_or_default(),
-        p.calendar.tz.name()
-    ));
-    let mut plans: Vec<(String, String, LogicalPlan)> = Vec::new();
-    for m in &p.order {
-        let s = &p.stages[m];
-        plans.push((
-            format!("stage `{}`", cat.metrics[*m].name),
-            s.shape.clone(),
-            s.plan.clone(),
-        ));
-        // Register the stage's schema so the assembly can be planned without running it.
-        let schema = Arc::new(s.plan.schema().as_arrow().clone());
-        if !opts.analyze {
-            let table =
-                MemTable::try_new(schema, vec![vec![]]).map_err(|e| exec_error("explain", &e))?;
-            let _ = p.ctx.register_table(stage_table(cat, *m), Arc::new(table));
-        }
-    }
-    if opts.analyze {
-        let _ = execute(p, cat, &mut |_, _, _| {}).await?;
-    }
-    let asm = assembly(p, cat).await?;
-    plans.push((
-        "assembly".to_string(),
-        "periods × dimension values, stages joined, formulas computed".to_string(),
-        asm,
-    ));
-    for (title, shape, plan) in plans {
-        out.push_str(&format!("── {title}: {shape}\n\n"));
-        match datafusion::sql::unparser::plan_to_sql(&plan) {
-            Ok(sql) => out.push_str(&format!("SQL:\n{}\n\n", pretty_sql(&sql.to_string()))),
-            Err(e) => out.push_str(&format!(
-                "SQL: (not expressible: {})\n\n",
-                snippet_error(&e)
-            )),
-        }
-        let optimized = state.optimize(&plan).map_err(|e| exec_error(&title, &e))?;
-        out.push_str(&format!(
-            "Optimized logical plan:\n{}\n\n",
-            optimized.display_indent()
-        ));
-        if opts.physical || opts.analyze {
-            let physical = state
-                .create_physical_plan(&optimized)
-                .await
-                .map_err(|e| exec_error(&title, &e))?;
-            if opts.analyze {
-                let ctx = p.ctx.task_ctx();
-                let _ = datafusion::physical_plan::collect(physical.clone(), ctx)
-                    .await
-                    .map_err(|e| exec_error(&title, &e))?;
-                out.push_str(&format!(
-                    "Physical plan with metrics:\n{}\n",
-                    displayable(physical.as_ref()).indent(true)
-                ));
-                let _ = physical.metrics();
-                out.push_str(&format!("{}\n", metrics_tree(physical.as_ref(), 0)));
-            } else {
-                out.push_str(&format!(
-                    "Physical plan:\n{}\n",
-                    displayable(physical.as_ref()).indent(true)
-                ));
-            }
-        }
-    }
-    Ok(out)
-}
-
-fn metrics_tree(plan: &dyn datafusion::physical_plan::ExecutionPlan, depth: usize) -> String {
-    let mut s = String::new();
-    let m = plan
-        .metrics()
-        .map(|m| {
-            m.aggregate_by_name()
-                .sorted_for_display()
-                .timestamps_removed()
-                .to_string()
-        })
-        .unwrap_or_default();
-    s.push_str(&format!("{}{}: {}\n", "  ".repeat(depth), plan.name(), m));
-    for c in plan.children() {
-        s.push_str(&metrics_tree(c.as_ref(), depth + 1));
-    }
-    s
-}
-
-/// Breaks the unparser's one-line SQL before its main clauses, for reading.
-fn pretty_sql(sql: &str) -> String {
-    let mut s = sql.to_string();
-    for kw in [
-        " FROM ",
-        " WHERE ",
-        " GROUP BY ",
-        " ORDER BY ",
-        " LEFT JOIN ",
-        " INNER JOIN ",
-        " CROSS JOIN ",
-        " JOIN ",
-        " UNION ",
-    ] {
-        s = s.replace(kw, &format!("\n{}", kw.trim_start()));
-    }
-    s
 }
