@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod compile;
 pub mod diag;
+pub mod diff;
 pub mod exec;
 pub mod generate;
 pub mod output;

@@ -27,6 +27,8 @@ pub enum Command {
     Explain(ExplainArgs),
     /// Generate a deterministic CRM data set (all 12 tables) at any scale.
     Gen(GenArgs),
+    /// Compare two metric folders: metrics added, removed and changed, with SQL diffs.
+    Diff(DiffArgs),
     /// Run the metric unit tests in `tests/` folders beside the metrics.
     Test(TestArgs),
     /// Print the JSON Schema of metric and model files, for editors (see README).
@@ -82,6 +84,50 @@ pub struct ValidateArgs {
     /// Treat warnings as errors: report them as errors and exit 1 if there are any.
     #[arg(long)]
     pub deny_warnings: bool,
+}
+
+/// How `kpi diff` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DiffFormat {
+    /// A summary, then unified diffs of the compiled SQL.
+    Human,
+    /// A pull-request comment: a summary table and a collapsed section per metric.
+    Markdown,
+    /// The changes as JSON.
+    Json,
+}
+
+/// `kpi diff BASE HEAD` or `kpi diff --base GIT_REF [HEAD]`.
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The base metrics folder; with --base, the head folder instead.
+    #[arg(value_name = "BASE")]
+    pub first: Option<PathBuf>,
+    /// The head metrics folder (default with --base: `metrics`).
+    #[arg(value_name = "HEAD")]
+    pub second: Option<PathBuf>,
+    /// Take the base from this git revision (the same folder as HEAD, in that commit).
+    #[arg(long = "base", value_name = "GIT_REF")]
+    pub base_ref: Option<String>,
+    /// Data root to compile against; when given, values are computed and compared too.
+    /// Without it, `sample_data` supplies the table schemas and nothing is computed.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// First instant, inclusive (default: the data's first period).
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Last instant, exclusive (default: after the data's last period).
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Period length (default: each metric's own grain).
+    #[arg(long, value_enum)]
+    pub grain: Option<crate::spec::Grain>,
+    /// IANA time zone for period boundaries (default UTC).
+    #[arg(long)]
+    pub tz: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = DiffFormat::Human)]
+    pub format: DiffFormat,
 }
 
 /// How `kpi test` reports.

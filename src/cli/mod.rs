@@ -3,6 +3,7 @@
 //! treats a closed pipe as the reader being done, not as an error.
 
 pub mod args;
+mod diff;
 mod r#gen;
 mod list;
 mod run;
@@ -47,6 +48,7 @@ pub fn main() -> ExitCode {
         Command::Run(a) => run::run(a, color),
         Command::Explain(a) => run::explain(a, color),
         Command::Gen(a) => r#gen::run(a),
+        Command::Diff(a) => diff::run(a, color),
         Command::Test(a) => test::run(a, color),
         Command::Schema => schema::run(),
     };
