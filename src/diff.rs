@@ -260,18 +260,26 @@ pub fn render_human(changes: &[MetricChange], values: bool) -> String {
         let _ = writeln!(out, "{:<24} {}", word(c.kind), c.name);
     }
     for c in changes {
-        if c.sql_diff.is_empty() && !(values && !value_lines(c).is_empty()) {
+        if c.sql_diff.is_empty() && (!values || value_lines(c).is_empty()) {
             continue;
         }
         let _ = writeln!(out, "\n── {} ({})\n", c.name, word(c.kind));
         out.push_str(&c.sql_diff);
         if values {
             let rows = value_lines(c);
-            if rows.is_empty() {
-                out.push_str("\nvalues: the same in every period\n");
-            } else {
-                let header = ["period", "base", "head", "change"].map(String::from);
+            if !c.sql_diff.is_empty() {
                 out.push('\n');
+            }
+            if rows.is_empty() {
+                out.push_str("values: the same in every period\n");
+            } else {
+                let _ = writeln!(
+                    out,
+                    "values: {} of {} periods differ",
+                    rows.len(),
+                    c.values.len()
+                );
+                let header = ["period", "base", "head", "change"].map(String::from);
                 out.push_str(&crate::output::table::align_dyn(&header, &rows, &[1, 2, 3]));
             }
         }

@@ -3,6 +3,7 @@
 mod broken;
 mod catalogue;
 mod cli;
+mod diff;
 mod errors;
 mod explain;
 mod fuzz;
