@@ -113,18 +113,8 @@ pub struct DiffArgs {
     /// Without it, `sample_data` supplies the table schemas and nothing is computed.
     #[arg(long)]
     pub data: Option<PathBuf>,
-    /// First instant, inclusive (default: the data's first period).
-    #[arg(long)]
-    pub from: Option<String>,
-    /// Last instant, exclusive (default: after the data's last period).
-    #[arg(long)]
-    pub to: Option<String>,
-    /// Period length (default: each metric's own grain).
-    #[arg(long, value_enum)]
-    pub grain: Option<crate::spec::Grain>,
-    /// IANA time zone for period boundaries (default UTC).
-    #[arg(long)]
-    pub tz: Option<String>,
+    #[command(flatten)]
+    pub periods: PeriodArgs,
     /// Output format.
     #[arg(long, value_enum, default_value_t = DiffFormat::Human)]
     pub format: DiffFormat,
@@ -178,6 +168,19 @@ pub struct QueryArgs {
     /// Data root: one CSV/Parquet file or folder per table.
     #[arg(long, default_value = "sample_data")]
     pub data: PathBuf,
+    #[command(flatten)]
+    pub periods: PeriodArgs,
+    /// Slice by a dimension (repeatable); columns follow the period in this order.
+    #[arg(long = "by", value_name = "DIM")]
+    pub by: Vec<String>,
+    /// A SQL predicate on dimensions, e.g. "segment = 'smb'".
+    #[arg(long = "where", value_name = "SQL")]
+    pub filter: Option<String>,
+}
+
+/// Which periods to compute, shared by `kpi run`, `kpi explain` and `kpi diff`.
+#[derive(Debug, Args)]
+pub struct PeriodArgs {
     /// First instant, inclusive (YYYY-MM-DD or RFC 3339); default: the data's first period.
     #[arg(long)]
     pub from: Option<String>,
@@ -187,12 +190,6 @@ pub struct QueryArgs {
     /// Period length (default: the metrics' own grain, month unless they say otherwise).
     #[arg(long, value_enum)]
     pub grain: Option<crate::spec::Grain>,
-    /// Slice by a dimension (repeatable); columns follow the period in this order.
-    #[arg(long = "by", value_name = "DIM")]
-    pub by: Vec<String>,
-    /// A SQL predicate on dimensions, e.g. "segment = 'smb'".
-    #[arg(long = "where", value_name = "SQL")]
-    pub filter: Option<String>,
     /// IANA time zone for period boundaries (default UTC), e.g. Europe/Madrid.
     #[arg(long)]
     pub tz: Option<String>,
@@ -207,12 +204,12 @@ impl QueryArgs {
     ) -> crate::exec::RunRequest {
         crate::exec::RunRequest {
             metrics,
-            from: self.from.clone(),
-            to: self.to.clone(),
-            grain: self.grain,
+            from: self.periods.from.clone(),
+            to: self.periods.to.clone(),
+            grain: self.periods.grain,
             by: self.by.clone(),
             filter: self.filter.clone(),
-            tz: self.tz.clone(),
+            tz: self.periods.tz.clone(),
             compare,
         }
     }

@@ -6,12 +6,11 @@ use std::process::Command;
 
 use super::args::{DiffArgs, DiffFormat};
 use super::run::runtime;
-use super::{CliError, Exit, print};
+use super::{CliError, Exit, load_valid, print};
 use crate::diag::{SourceDb, render};
 use crate::diff::{self, Side};
 use crate::exec::{RunError, RunRequest};
 use crate::source::DataRoot;
-use crate::validate::{Catalog, load_and_check};
 
 fn msg(s: impl Into<String>) -> CliError {
     CliError::Message(s.into())
@@ -69,22 +68,6 @@ fn checkout(head: &Path, rev: &str, into: &Path) -> Result<(), CliError> {
     Ok(())
 }
 
-fn load(dir: &Path, db: &mut SourceDb, color: bool) -> Result<Option<Catalog>, CliError> {
-    let (catalog, diags) = load_and_check(dir, db).map_err(|e| {
-        msg(format!(
-            "cannot read metrics directory {}: {e}",
-            dir.display()
-        ))
-    })?;
-    let errors: Vec<_> = diags.into_iter().filter(|d| d.is_error()).collect();
-    if errors.is_empty() {
-        return Ok(Some(catalog));
-    }
-    eprint!("{}", render::human(&errors, db, color));
-    eprintln!("{} in {}", render::summary(&errors), dir.display());
-    Ok(None)
-}
-
 pub fn run(args: DiffArgs, color: bool) -> Result<Exit, CliError> {
     let tmp;
     let (base_dir, head_dir): (PathBuf, PathBuf) = match (&args.base_ref, &args.first, &args.second)
@@ -119,16 +102,16 @@ pub fn run(args: DiffArgs, color: bool) -> Result<Exit, CliError> {
     })?;
     let (mut base_db, mut head_db) = (SourceDb::default(), SourceDb::default());
     let (Some(base), Some(head)) = (
-        load(&base_dir, &mut base_db, color)?,
-        load(&head_dir, &mut head_db, color)?,
+        load_valid(&base_dir, &mut base_db, color)?,
+        load_valid(&head_dir, &mut head_db, color)?,
     ) else {
         return Ok(Exit::Failed);
     };
     let req = RunRequest {
-        from: args.from.clone(),
-        to: args.to.clone(),
-        grain: args.grain,
-        tz: args.tz.clone(),
+        from: args.periods.from.clone(),
+        to: args.periods.to.clone(),
+        grain: args.periods.grain,
+        tz: args.periods.tz.clone(),
         ..RunRequest::default()
     };
     let values = args.data.is_some();

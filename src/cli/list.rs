@@ -3,9 +3,9 @@
 use serde::Serialize;
 
 use super::args::{ListArgs, ListFormat};
-use super::{CliError, Exit, print};
-use crate::diag::{SourceDb, render};
-use crate::validate::{Catalog, Kind, load_and_check};
+use super::{CliError, Exit, load_valid, print};
+use crate::diag::SourceDb;
+use crate::validate::{Catalog, Kind};
 
 #[derive(Serialize)]
 struct Row {
@@ -64,22 +64,9 @@ fn rows(cat: &Catalog, db: &SourceDb) -> Vec<Row> {
 
 pub fn run(args: ListArgs) -> Result<Exit, CliError> {
     let mut db = SourceDb::default();
-    let (catalog, diags) = load_and_check(&args.metrics, &mut db).map_err(|e| {
-        CliError::Message(format!(
-            "cannot read metrics directory {}: {e}",
-            args.metrics.display()
-        ))
-    })?;
-    if diags.iter().any(|d| d.is_error()) {
-        // Warnings are `kpi validate`'s business; a failed run shows what stopped it.
-        let diags: Vec<_> = diags.into_iter().filter(|d| d.is_error()).collect();
-        eprint!("{}", render::human(&diags, &db, false));
-        eprintln!(
-            "{}; run `kpi validate` for details",
-            render::summary(&diags)
-        );
+    let Some(catalog) = load_valid(&args.metrics, &mut db, false)? else {
         return Ok(Exit::Failed);
-    }
+    };
     let rows = rows(&catalog, &db);
     match args.format {
         ListFormat::Json => {

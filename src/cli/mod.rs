@@ -16,6 +16,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+use crate::diag::{Diagnostic, SourceDb, render};
+use crate::validate::{Catalog, load_and_check};
+
 pub use args::{Cli, ColorChoice, Command};
 
 /// How a command ended, as the process exit code.
@@ -60,6 +63,39 @@ pub fn main() -> ExitCode {
             ExitCode::from(Exit::Error as u8)
         }
     }
+}
+
+/// Loads and checks a metrics directory; one that cannot be read is a [`CliError`].
+pub(crate) fn load_catalog(
+    dir: &std::path::Path,
+    db: &mut SourceDb,
+) -> Result<(Catalog, Vec<Diagnostic>), CliError> {
+    load_and_check(dir, db).map_err(|e| {
+        CliError::Message(format!(
+            "cannot read metrics directory {}: {e}",
+            dir.display()
+        ))
+    })
+}
+
+/// Loads a metrics directory for a command that needs valid definitions. Definition errors
+/// go to stderr and give `None`; warnings are `kpi validate`'s business and stay silent.
+pub(crate) fn load_valid(
+    dir: &std::path::Path,
+    db: &mut SourceDb,
+    color: bool,
+) -> Result<Option<Catalog>, CliError> {
+    let (catalog, diags) = load_catalog(dir, db)?;
+    let errors: Vec<_> = diags.into_iter().filter(Diagnostic::is_error).collect();
+    if errors.is_empty() {
+        return Ok(Some(catalog));
+    }
+    eprint!("{}", render::human(&errors, db, color));
+    eprintln!(
+        "{}; run `kpi validate` for details",
+        render::summary(&errors)
+    );
+    Ok(None)
 }
 
 /// Writes to stdout, buffered, mapping a broken pipe to a quiet end.

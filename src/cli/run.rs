@@ -3,43 +3,17 @@
 use std::io::IsTerminal;
 
 use super::args::{ExplainArgs, RunArgs};
-use super::{CliError, Exit, print};
+use super::{CliError, Exit, load_valid, print};
 use crate::diag::{SourceDb, render};
 use crate::exec::{self, ExplainOptions, RunError};
 use crate::output::{self, Format};
 use crate::source::DataRoot;
-use crate::validate::load_and_check;
 
 pub(crate) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("tokio runtime")
-}
-
-/// Loads and checks definitions; prints their errors and returns `Failed` if any.
-fn load(
-    metrics: &std::path::Path,
-    db: &mut SourceDb,
-    color: bool,
-) -> Result<Result<crate::validate::Catalog, Exit>, CliError> {
-    let (catalog, diags) = load_and_check(metrics, db).map_err(|e| {
-        CliError::Message(format!(
-            "cannot read metrics directory {}: {e}",
-            metrics.display()
-        ))
-    })?;
-    if diags.iter().any(|d| d.is_error()) {
-        // Warnings are `kpi validate`'s business; a failed run shows what stopped it.
-        let diags: Vec<_> = diags.into_iter().filter(|d| d.is_error()).collect();
-        eprint!("{}", render::human(&diags, db, color));
-        eprintln!(
-            "{}; run `kpi validate` for details",
-            render::summary(&diags)
-        );
-        return Ok(Err(Exit::Failed));
-    }
-    Ok(Ok(catalog))
 }
 
 fn report(e: RunError, db: &SourceDb, color: bool) -> Result<Exit, CliError> {
@@ -54,9 +28,8 @@ fn report(e: RunError, db: &SourceDb, color: bool) -> Result<Exit, CliError> {
 
 pub fn run(args: RunArgs, color: bool) -> Result<Exit, CliError> {
     let mut db = SourceDb::default();
-    let catalog = match load(&args.query.metrics, &mut db, color)? {
-        Ok(c) => c,
-        Err(code) => return Ok(code),
+    let Some(catalog) = load_valid(&args.query.metrics, &mut db, color)? else {
+        return Ok(Exit::Failed);
     };
     let root = DataRoot::open(&args.query.data).map_err(|e| CliError::Message(e.to_string()))?;
     let format = args
@@ -90,9 +63,8 @@ pub fn run(args: RunArgs, color: bool) -> Result<Exit, CliError> {
 
 pub fn explain(args: ExplainArgs, color: bool) -> Result<Exit, CliError> {
     let mut db = SourceDb::default();
-    let catalog = match load(&args.query.metrics, &mut db, color)? {
-        Ok(c) => c,
-        Err(code) => return Ok(code),
+    let Some(catalog) = load_valid(&args.query.metrics, &mut db, color)? else {
+        return Ok(Exit::Failed);
     };
     let root = DataRoot::open(&args.query.data).map_err(|e| CliError::Message(e.to_string()))?;
     let req = args.query.request(vec![args.metric], None);

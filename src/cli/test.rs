@@ -4,20 +4,14 @@ use std::io::Write;
 
 use super::args::{TestArgs, TestFormat};
 use super::run::runtime;
-use super::{CliError, Exit, print};
+use super::{CliError, Exit, load_catalog, print};
 use crate::diag::{Code, Diagnostic, SourceDb, did_you_mean, render};
 use crate::testing::{self, report};
-use crate::validate::load_and_check;
 
 pub fn run(args: TestArgs, color: bool) -> Result<Exit, CliError> {
     let started = std::time::Instant::now();
     let mut db = SourceDb::default();
-    let (catalog, diags) = load_and_check(&args.metrics, &mut db).map_err(|e| {
-        CliError::Message(format!(
-            "cannot read metrics directory {}: {e}",
-            args.metrics.display()
-        ))
-    })?;
+    let (catalog, diags) = load_catalog(&args.metrics, &mut db)?;
     let mut errors: Vec<_> = diags.into_iter().filter(|d| d.is_error()).collect();
     let files = testing::discover(&args.metrics)
         .map_err(|e| CliError::Message(format!("cannot list test files: {e}")))?;

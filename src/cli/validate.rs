@@ -1,18 +1,12 @@
 //! `kpi validate`: every definition checked, every finding printed, in one pass.
 
 use super::args::{DiagnosticFormat, ValidateArgs};
-use super::{CliError, Exit, print};
+use super::{CliError, Exit, load_catalog, print};
 use crate::diag::{Severity, SourceDb, render};
-use crate::validate::load_and_check;
 
 pub fn run(args: ValidateArgs, color: bool) -> Result<Exit, CliError> {
     let mut db = SourceDb::default();
-    let (catalog, mut diags) = load_and_check(&args.metrics, &mut db).map_err(|e| {
-        CliError::Message(format!(
-            "cannot read metrics directory {}: {e}",
-            args.metrics.display()
-        ))
-    })?;
+    let (catalog, mut diags) = load_catalog(&args.metrics, &mut db)?;
     if let Some(data) = &args.data {
         diags.extend(
             crate::compile::check_against_data(&catalog, data)
