@@ -21,6 +21,7 @@ use datafusion::arrow::datatypes::DataType;
 
 use super::{ExpectedRow, TableData, TableRows, TestCase};
 use crate::diag::{Code, Diagnostic, FileId, SourceDb, did_you_mean};
+use crate::exec::RunRequest;
 use crate::spec::yaml::{self, Node, NodeKind};
 use crate::spec::{Grain, Spanned};
 
@@ -289,13 +290,17 @@ impl Cx<'_> {
             file: self.file,
             name,
             span: n.span.clone(),
+            request: RunRequest {
+                metrics: metrics.iter().map(|m| m.value.clone()).collect(),
+                from: Some(from),
+                to: Some(to),
+                grain,
+                by,
+                filter,
+                tz,
+                compare: None,
+            },
             metrics,
-            from,
-            to,
-            grain,
-            tz,
-            by,
-            filter,
             tables,
             expect,
             tolerance,

@@ -18,7 +18,8 @@ use std::path::{Path, PathBuf};
 use datafusion::arrow::datatypes::DataType;
 
 use crate::diag::FileId;
-use crate::spec::{Grain, Spanned};
+use crate::exec::RunRequest;
+use crate::spec::Spanned;
 
 pub use load::load_file;
 pub use run::{CaseResult, Mismatch, Outcome, run_case};
@@ -30,13 +31,10 @@ pub struct TestCase {
     pub name: String,
     /// The case's node in its file, for "at file:line" in reports.
     pub span: Range<usize>,
+    /// The run the case makes, as `kpi run` would be asked for it.
+    pub request: RunRequest,
+    /// The metrics as written, for positions in messages (the request holds their names).
     pub metrics: Vec<Spanned<String>>,
-    pub from: String,
-    pub to: String,
-    pub grain: Option<Grain>,
-    pub tz: Option<String>,
-    pub by: Vec<String>,
-    pub filter: Option<String>,
     /// File-level tables, then the case's own (which replace a file-level one of the same name).
     pub tables: Vec<TableData>,
     pub expect: Vec<ExpectedRow>,

@@ -14,7 +14,7 @@ use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 
 use super::{ExpectedRow, TableRows, TestCase};
 use crate::diag::{Diagnostic, SourceDb};
-use crate::exec::{self, RunError, RunOutput, RunRequest};
+use crate::exec::{self, RunError, RunOutput};
 use crate::source::DataRoot;
 use crate::validate::Catalog;
 
@@ -107,18 +107,8 @@ async fn run_inner(
             root.types.insert(t.name.clone(), t.types.clone());
         }
     }
-    let req = RunRequest {
-        metrics: case.metrics.iter().map(|m| m.value.clone()).collect(),
-        from: Some(case.from.clone()),
-        to: Some(case.to.clone()),
-        grain: case.grain,
-        by: case.by.clone(),
-        filter: case.filter.clone(),
-        tz: case.tz.clone(),
-        compare: None,
-    };
     let result = async {
-        let program = exec::prepare(cat, db, &root, &req).await?;
+        let program = exec::prepare(cat, db, &root, &case.request).await?;
         exec::execute(&program, cat, &mut |_, _, _| {}).await
     }
     .await;
@@ -210,7 +200,7 @@ fn actual_rows(out: &RunOutput, keys: usize) -> Result<Vec<ActualRow>, String> {
 
 fn compare(case: &TestCase, out: &RunOutput) -> Outcome {
     let keys: Vec<String> = std::iter::once("period".to_string())
-        .chain(case.by.iter().cloned())
+        .chain(case.request.by.iter().cloned())
         .collect();
     let metrics: Vec<String> = case.metrics.iter().map(|m| m.value.clone()).collect();
     let actual = match actual_rows(out, keys.len()) {
