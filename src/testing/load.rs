@@ -316,6 +316,14 @@ impl Cx<'_> {
             let Some(name) = self.text(k, "table name") else {
                 continue;
             };
+            // The name becomes a file name in the temporary data root.
+            if !crate::spec::load::is_identifier(&name) {
+                let d = Diagnostic::error(Code::BadName, format!("`{name}` is not a table name"))
+                    .at(self.file, k.span.clone(), "")
+                    .help("a table name is letters, digits and `_`, as in the data root");
+                self.diags.push(d);
+                continue;
+            }
             let span = k.span.start..v.span.end.max(k.span.end);
             let (rows_node, csv_node, types_node) = match &v.kind {
                 NodeKind::Map(e) => {
