@@ -105,7 +105,13 @@ pub fn safe_division(e: Expr, schema: &DFSchema) -> Expr {
             };
             if numeric(&b.left) && numeric(&b.right) {
                 let l = cast((*b.left).clone(), DataType::Float64);
-                let r = nullif(cast((*b.right).clone(), DataType::Float64), lit(0f64));
+                let r = cast((*b.right).clone(), DataType::Float64);
+                // A denominator written `nullif(x, 0)` already states the rule.
+                let r = if is_nullif_zero(&b.right) {
+                    r
+                } else {
+                    nullif(r, lit(0f64))
+                };
                 return Ok(Transformed::yes(binary_expr(l, Operator::Divide, r)));
             }
         }
@@ -113,6 +119,16 @@ pub fn safe_division(e: Expr, schema: &DFSchema) -> Expr {
     })
     .map(|t| t.data)
     .expect("infallible rewrite")
+}
+
+/// Whether `e` is `nullif(x, 0)` (any numeric zero).
+fn is_nullif_zero(e: &Expr) -> bool {
+    let Expr::ScalarFunction(f) = e else {
+        return false;
+    };
+    f.name() == "nullif"
+        && matches!(f.args.get(1), Some(Expr::Literal(v, _))
+            if v.cast_to(&DataType::Float64).ok() == Some(ScalarValue::Float64(Some(0.0))))
 }
 
 fn plan_in(ctx: &SessionContext, sql: &Sql, scope: &Scope<'_>) -> Result<Expr, Diags> {
