@@ -124,7 +124,7 @@ codes! {
     UnusedModel = "KPI101", "unused-model", Warning;
     /// A division whose denominator can be zero, with no rule stated for that case.
     ZeroDenominator = "KPI102", "zero-denominator", Warning;
-    /// A `median` or `count(distinct)` over rows not bounded by the period, whose memory grows with the data.
+    /// A `median` or `count(distinct)` over `window: all`, whose memory grows with the data.
     UnboundedDistinct = "KPI103", "unbounded-distinct", Warning;
     /// A metric test file that cannot be run as written.
     BadTest = "KPI120", "bad-test", Error;

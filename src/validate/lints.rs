@@ -130,8 +130,9 @@ fn unbounded_distinct(m: &Metric, diags: &mut Vec<Diagnostic>) {
     let Kind::Aggregate(a) = &m.kind else {
         return;
     };
-    let unbounded = matches!(a.window, Some(Window::All)) || (a.time.is_none() && a.at.is_none());
-    if !unbounded {
+    // Every other metric reads a bounded slice of time: its period, a finite window, or
+    // the rows active at one instant (a metric without a time column is an error).
+    if a.window != Some(Window::All) {
         return;
     }
     let snippets: Vec<&Sql> = std::iter::once(&a.formula)
@@ -145,11 +146,6 @@ fn unbounded_distinct(m: &Metric, diags: &mut Vec<Diagnostic>) {
                 "count" if c.distinct => "count(distinct …)",
                 _ => continue,
             };
-            let why = if a.window.is_some() {
-                "`window: all` reads every row up to each period's end"
-            } else {
-                "the source has no time column, so every period reads every row"
-            };
             diags.push(
                 Diagnostic::warning(
                     Code::UnboundedDistinct,
@@ -159,7 +155,7 @@ fn unbounded_distinct(m: &Metric, diags: &mut Vec<Diagnostic>) {
                     ),
                 )
                 .at(m.file(), s.span(c.span), format!("{kind} here"))
-                .note(why)
+                .note("`window: all` reads every row up to each period's end")
                 .help("bound the rows with `time:` and a finite `window:`, or accept the memory cost knowingly"),
             );
         }
