@@ -36,10 +36,10 @@ fn generate(dir: &Path, n: usize) {
                 "description: Revenue variant {i}\nunit: currency\nsource: orders\nfilter: status = 'paid' and amount > {i}\nformula: sum(amount)\n"
             ),
             1 => format!(
-                "source: orders\nfilter: [status = 'paid', category = 'c{i}']\nformula: 100 * count(*) filter (where amount > {i}) / count(*)\n"
+                "source: orders\nfilter: [status = 'paid', category = 'c{i}']\nformula: 100 * count(*) filter (where amount > {i}) / nullif(count(*), 0)\n"
             ),
             2 => format!(
-                "formula: 100 * (m{a} - prev(m{a})) / prev(m{a})\n",
+                "formula: 100 * (m{a} - prev(m{a})) / nullif(prev(m{a}), 0)\n",
                 a = i - 2
             ),
             3 => format!(
@@ -48,6 +48,13 @@ fn generate(dir: &Path, n: usize) {
             ),
             4 => "source: subs\nat: end\nformula: sum(mrr)\n".to_string(),
             _ => format!("formula: m{} / nullif(m{}, 0)\n", i - 5, i - 4),
+        };
+        // Every metric is described and states its division rule, so the run is warning-free
+        // and the warnings' checks run in full without reporting anything.
+        let body = if body.starts_with("description:") {
+            body
+        } else {
+            format!("description: Metric {i}\n{body}")
         };
         std::fs::write(dir.join(format!("m{i}.yaml")), body).unwrap();
     }
@@ -72,7 +79,10 @@ fn baseline(dir: &Path) -> usize {
         for e in std::fs::read_dir(d).unwrap() {
             let p = e.unwrap().path();
             if p.is_dir() {
-                stack.push(p);
+                // As the loader does: `tests/` folders hold metric tests, not metrics.
+                if !p.ends_with("tests") {
+                    stack.push(p);
+                }
             } else {
                 let text = std::fs::read_to_string(&p).unwrap();
                 n += usize::from(kpi::spec::yaml::parse(kpi::diag::FileId(0), &text).is_ok());
