@@ -38,6 +38,59 @@ impl Sql {
     }
 }
 
+/// The value offset just past the balanced parenthesis group starting at `at` (after
+/// spaces), or `None` if no group starts there. Quoted strings and identifiers are skipped.
+fn after_group(s: &str, at: usize) -> Option<usize> {
+    let rest = &s[at..];
+    let open = at + rest.len() - rest.trim_start().len();
+    if !s[open..].starts_with('(') {
+        return None;
+    }
+    let (mut depth, mut quote) = (0usize, None::<char>);
+    for (i, c) in s[open..].char_indices() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '\'' | '"') => quote = Some(c),
+            (None, '(') => depth += 1,
+            (None, ')') => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(open + i + 1);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+impl Sql {
+    /// The file range of a whole function call whose name sqlparser spans as `name`: the
+    /// name, its argument list and a `FILTER (…)` clause, since sqlparser's span of a call
+    /// covers only its name.
+    pub fn call_span(&self, name: Span) -> Range<usize> {
+        let v = &self.text.value;
+        let start = self.text.offset_of(name.start.line, name.start.column);
+        let mut end = self
+            .text
+            .offset_of(name.end.line, name.end.column)
+            .max(start);
+        if let Some(e) = after_group(v, end) {
+            end = e;
+            let rest = &v[end..];
+            let word = rest.trim_start();
+            if word.len() >= 6 && word[..6].eq_ignore_ascii_case("filter") {
+                let after_kw = end + (rest.len() - word.len()) + 6;
+                if let Some(e) = after_group(v, after_kw) {
+                    end = e;
+                }
+            }
+        }
+        self.text.file_span(start..end)
+    }
+}
+
 /// The file range of a sqlparser span inside `text`.
 pub fn map_span(text: &Text, s: Span) -> Range<usize> {
     text.sql_span((s.start.line, s.start.column), (s.end.line, s.end.column))
@@ -346,6 +399,32 @@ mod tests {
 
     fn t(s: &str) -> Text {
         Text::synthetic(FileId(0), s, 0..0)
+    }
+
+    #[test]
+    fn a_call_spans_its_arguments_and_filter() {
+        let src = "100 * count(*) filter (where s = ')') / count ( distinct x ) + max(y)";
+        let text = Text::from_scalar(
+            FileId(0),
+            src,
+            src,
+            crate::spec::yaml::Style::Plain,
+            0..src.len(),
+        );
+        let sql = parse_expr(&text).unwrap();
+        let spans: Vec<&str> = Facts::of(&sql.ast)
+            .calls
+            .iter()
+            .map(|c| &src[sql.call_span(c.span)])
+            .collect();
+        assert_eq!(
+            spans,
+            [
+                "count(*) filter (where s = ')')",
+                "count ( distinct x )",
+                "max(y)"
+            ]
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::ops::ControlFlow;
 
-use datafusion::sql::sqlparser::ast::{self, BinaryOperator, Expr, Visit, Visitor};
+use datafusion::sql::sqlparser::ast::{self, BinaryOperator, Expr, Spanned as _, Visit, Visitor};
 
 use super::{Catalog, Kind, Metric};
 use crate::diag::{Code, Diagnostic};
@@ -74,7 +74,11 @@ fn zero_denominators(m: &Metric, diags: &mut Vec<Diagnostic>) {
                     m.name
                 ),
             )
-            .at(m.file(), formula.span_of(&denominator), "can be zero")
+            .at(
+                m.file(),
+                denominator_span(formula, &denominator),
+                "can be zero",
+            )
             .note("kpi yields NULL for a division by zero")
             .help(format!(
                 "state the rule: write `nullif({shown}, 0)`{}",
@@ -85,6 +89,14 @@ fn zero_denominators(m: &Metric, diags: &mut Vec<Diagnostic>) {
                 }
             )),
         );
+    }
+}
+
+/// Where a denominator is: a call with its arguments and filter, else the expression.
+fn denominator_span(formula: &Sql, e: &Expr) -> std::ops::Range<usize> {
+    match e {
+        Expr::Function(f) => formula.call_span(f.name.span()),
+        _ => formula.span_of(e),
     }
 }
 
@@ -154,7 +166,7 @@ fn unbounded_distinct(m: &Metric, diags: &mut Vec<Diagnostic>) {
                         m.name
                     ),
                 )
-                .at(m.file(), s.span(c.span), format!("{kind} here"))
+                .at(m.file(), s.call_span(c.span), format!("{kind} here"))
                 .note("`window: all` reads every row up to each period's end")
                 .help("bound the rows with `time:` and a finite `window:`, or accept the memory cost knowingly"),
             );

@@ -67,6 +67,11 @@ fn json_positions_are_those_of_the_fixture_text() {
         (zero["line"].as_u64(), zero["column"].as_u64()),
         (Some(line), Some(col + 2))
     );
+    // The whole call is underlined, not only its name.
+    assert_eq!(
+        zero["end_column"].as_u64(),
+        Some(col + 2 + "count(*)".len() as u64)
+    );
     assert!(
         zero["help"]
             .as_str()
