@@ -9,11 +9,6 @@
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
-use datafusion::arrow::array::{Array, Float64Array};
-use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::DataType;
-use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
-
 use crate::diag::SourceDb;
 use crate::exec::{self, RunError, RunRequest};
 use crate::source::DataRoot;
@@ -200,25 +195,12 @@ async fn run_one(
     };
     let program = exec::prepare(side.catalog, side.db, root, &req).await?;
     let out = exec::execute(&program, side.catalog, &mut |_, _, _| {}).await?;
-    let mut rows = Vec::new();
-    let opts = FormatOptions::default();
-    for b in &out.batches {
-        let periods = ArrayFormatter::try_new(b.column(0).as_ref(), &opts)
-            .map_err(|e| RunError::Execution(e.to_string()))?;
-        let v = cast(b.column(b.num_columns() - 1), &DataType::Float64)
-            .map_err(|e| RunError::Execution(e.to_string()))?;
-        let v = v
-            .as_any()
-            .downcast_ref::<Float64Array>()
-            .expect("cast to Float64 yields a Float64Array");
-        for i in 0..b.num_rows() {
-            rows.push((
-                periods.value(i).to_string(),
-                (!v.is_null(i)).then(|| v.value(i)),
-            ));
-        }
-    }
-    Ok(rows)
+    let rows = out.rows(1).map_err(RunError::Execution)?;
+    // One key (the period) and one metric per row.
+    Ok(rows
+        .into_iter()
+        .map(|(k, v)| (k[0].clone().unwrap_or_default(), v[0]))
+        .collect())
 }
 
 fn word(k: ChangeKind) -> &'static str {

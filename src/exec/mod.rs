@@ -77,6 +77,53 @@ pub struct RunOutput {
     pub units: Vec<Option<Unit>>,
 }
 
+/// A result row read back as values: key cells (period, `--by` dimensions) as text as
+/// CSV shows them, metric cells as numbers; `None` is NULL.
+pub type ValueRow = (Vec<Option<String>>, Vec<Option<f64>>);
+
+impl RunOutput {
+    /// Every row, the first `keys` columns as text and the rest as `f64`, for comparing
+    /// results (`kpi test`, `kpi diff`).
+    pub fn rows(&self, keys: usize) -> Result<Vec<ValueRow>, String> {
+        use datafusion::arrow::array::Float64Array;
+        use datafusion::arrow::compute::cast;
+        use datafusion::arrow::datatypes::DataType;
+        use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+        let options = FormatOptions::default();
+        let mut rows = Vec::new();
+        for batch in &self.batches {
+            let key_cols = batch.columns()[..keys.min(batch.num_columns())]
+                .iter()
+                .map(|c| Ok((c, ArrayFormatter::try_new(c.as_ref(), &options)?)))
+                .collect::<Result<Vec<_>, datafusion::arrow::error::ArrowError>>()
+                .map_err(|e| e.to_string())?;
+            let metric_cols = batch.columns()[keys.min(batch.num_columns())..]
+                .iter()
+                .map(|c| cast(c, &DataType::Float64))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| e.to_string())?;
+            for i in 0..batch.num_rows() {
+                let key = key_cols
+                    .iter()
+                    .map(|(a, f)| (!a.is_null(i)).then(|| f.value(i).to_string()))
+                    .collect();
+                let values = metric_cols
+                    .iter()
+                    .map(|a| {
+                        let a = a
+                            .as_any()
+                            .downcast_ref::<Float64Array>()
+                            .expect("cast to Float64 yields a Float64Array");
+                        (!a.is_null(i)).then(|| a.value(i))
+                    })
+                    .collect();
+                rows.push((key, values));
+            }
+        }
+        Ok(rows)
+    }
+}
+
 /// A resolved run: every plan built, nothing executed yet.
 pub struct Program {
     pub ctx: SessionContext,
@@ -255,28 +302,20 @@ pub async fn prepare(
         }
     }
     // The range: as given, or every period the data's time columns cover.
-    let from = req
-        .from
-        .as_deref()
-        .map(|s| {
-            parse_instant(s, tz).ok_or_else(|| {
-                usage(format!(
-                    "--from `{s}` is not a date (YYYY-MM-DD) or an RFC 3339 timestamp"
-                ))
+    let bound = |flag: &str, value: &Option<String>| {
+        value
+            .as_deref()
+            .map(|s| {
+                parse_instant(s, tz).ok_or_else(|| {
+                    usage(format!(
+                        "--{flag} `{s}` is not a date (YYYY-MM-DD) or an RFC 3339 timestamp"
+                    ))
+                })
             })
-        })
-        .transpose()?;
-    let to = req
-        .to
-        .as_deref()
-        .map(|s| {
-            parse_instant(s, tz).ok_or_else(|| {
-                usage(format!(
-                    "--to `{s}` is not a date (YYYY-MM-DD) or an RFC 3339 timestamp"
-                ))
-            })
-        })
-        .transpose()?;
+            .transpose()
+    };
+    let from = bound("from", &req.from)?;
+    let to = bound("to", &req.to)?;
     let (from, to) = match (from, to) {
         (Some(f), Some(t)) => (f, t),
         (f, t) => {

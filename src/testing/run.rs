@@ -7,11 +7,6 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use datafusion::arrow::array::{Array, Float64Array};
-use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::DataType;
-use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
-
 use super::{ExpectedRow, TableRows, TestCase};
 use crate::diag::{Diagnostic, SourceDb};
 use crate::exec::{self, RunError, RunOutput};
@@ -158,52 +153,12 @@ fn quote(v: &str) -> String {
     }
 }
 
-/// The result's rows: key cells as text, metric cells as numbers.
-type ActualRow = (Vec<Option<String>>, Vec<Option<f64>>);
-
-fn actual_rows(out: &RunOutput, keys: usize) -> Result<Vec<ActualRow>, String> {
-    let options = FormatOptions::default();
-    let mut rows = Vec::new();
-    for batch in &out.batches {
-        let mut key_cols = Vec::new();
-        for col in batch.columns().iter().take(keys) {
-            key_cols.push((
-                col.clone(),
-                ArrayFormatter::try_new(col.as_ref(), &options).map_err(|e| e.to_string())?,
-            ));
-        }
-        let mut metric_cols = Vec::new();
-        for col in batch.columns().iter().skip(keys) {
-            let f = cast(col, &DataType::Float64).map_err(|e| e.to_string())?;
-            metric_cols.push(f);
-        }
-        for i in 0..batch.num_rows() {
-            let key = key_cols
-                .iter()
-                .map(|(a, f)| (!a.is_null(i)).then(|| f.value(i).to_string()))
-                .collect();
-            let values = metric_cols
-                .iter()
-                .map(|a| {
-                    let a = a
-                        .as_any()
-                        .downcast_ref::<Float64Array>()
-                        .expect("cast to Float64 yields a Float64Array");
-                    (!a.is_null(i)).then(|| a.value(i))
-                })
-                .collect();
-            rows.push((key, values));
-        }
-    }
-    Ok(rows)
-}
-
 fn compare(case: &TestCase, out: &RunOutput) -> Outcome {
     let keys: Vec<String> = std::iter::once("period".to_string())
         .chain(case.request.by.iter().cloned())
         .collect();
     let metrics: Vec<String> = case.metrics.iter().map(|m| m.value.clone()).collect();
-    let actual = match actual_rows(out, keys.len()) {
+    let actual = match out.rows(keys.len()) {
         Ok(a) => a,
         Err(e) => return Outcome::Error(format!("cannot read the result: {e}")),
     };

@@ -113,6 +113,32 @@ fn loader_faults(path: &Path, text: &str) -> Vec<&'static str> {
     diags.iter().map(|d| d.code.name()).collect()
 }
 
+/// Asserts that replacing `from` by `to` in the valid document `base` makes both the loader
+/// and the schema reject it.
+fn both_reject(
+    validator: &jsonschema::Validator,
+    draft: &str,
+    file: &Path,
+    base: &str,
+    fault: &str,
+    from: &str,
+    to: &str,
+) {
+    assert!(
+        base.contains(from),
+        "{fault}: `{from}` is not in the base document"
+    );
+    let broken = base.replace(from, to);
+    assert!(
+        !loader_faults(file, &broken).is_empty(),
+        "{fault}: the loader accepts\n{broken}"
+    );
+    assert!(
+        !schema_errors(validator, &broken).is_empty(),
+        "{fault}: the schema ({draft}) accepts\n{broken}"
+    );
+}
+
 #[test]
 fn checked_in_schema_is_current() {
     let checked_in = std::fs::read_to_string(crate::repo(CHECKED_IN)).unwrap_or_default();
@@ -189,19 +215,7 @@ fn faults_are_rejected_by(draft: &str, validator: &jsonschema::Validator) {
         ("model key in a metric", "unit: currency", "key: order_id"),
         ("no formula", "formula: sum(amount)", "description: x"),
     ] {
-        assert!(
-            valid.contains(from),
-            "{fault}: `{from}` is not in the base document"
-        );
-        let broken = valid.replace(from, to);
-        assert!(
-            !loader_faults(file, &broken).is_empty(),
-            "{fault}: the loader accepts\n{broken}"
-        );
-        assert!(
-            !schema_errors(validator, &broken).is_empty(),
-            "{fault}: the schema ({draft}) accepts\n{broken}"
-        );
+        both_reject(validator, draft, file, valid, fault, from, to);
     }
 
     let model =
@@ -227,19 +241,7 @@ fn faults_are_rejected_by(draft: &str, validator: &jsonschema::Validator) {
             "table: orders\nformula: count(*)",
         ),
     ] {
-        assert!(
-            model.contains(from),
-            "{fault}: `{from}` is not in the base document"
-        );
-        let broken = model.replace(from, to);
-        assert!(
-            !loader_faults(file, &broken).is_empty(),
-            "{fault}: the loader accepts\n{broken}"
-        );
-        assert!(
-            !schema_errors(validator, &broken).is_empty(),
-            "{fault}: the schema ({draft}) accepts\n{broken}"
-        );
+        both_reject(validator, draft, file, model, fault, from, to);
     }
 }
 
