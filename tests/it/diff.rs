@@ -115,6 +115,42 @@ fn human_and_markdown_reports() {
 }
 
 #[test]
+fn the_change_column_is_the_relative_change_of_each_differing_period() {
+    let mut args = vec!["--data", "tests/diff/data"];
+    args.extend_from_slice(&RANGE);
+    let (code, out, err) = diff(&args);
+    assert_eq!(code, 0, "{err}");
+    // The cells of a metric's value table, row by row (period, base, head, change).
+    let table = |name: &str| -> Vec<Vec<String>> {
+        let start = out
+            .find(&format!("── {name} ("))
+            .unwrap_or_else(|| panic!("no section for {name}\n{out}"));
+        let section = &out[start..];
+        let end = section.find("\n\n── ").unwrap_or(section.len());
+        section[..end]
+            .lines()
+            .filter(|l| l.starts_with("2024-"))
+            .map(|l| l.split_whitespace().map(String::from).collect())
+            .collect()
+    };
+    // revenue, January: base sums the paid order (100), head the paid and the refunded
+    // ones (100 + 50 = 150): (150 - 100) / 100 = +50 %. February (30 on both sides) is
+    // not listed, since it did not change.
+    assert_eq!(table("revenue"), [["2024-01-01", "100", "150", "+50.00%"]]);
+    // average_order, January: one paid order on both sides, so 100 / 1 against
+    // 150 / 1: +50 % as well.
+    assert_eq!(
+        table("average_order"),
+        [["2024-01-01", "100", "150", "+50.00%"]]
+    );
+    // A metric only on one side has no change to give.
+    assert_eq!(
+        table("refunds"),
+        [["2024-01-01", "null", "1"], ["2024-02-01", "null", "0"]]
+    );
+}
+
+#[test]
 fn without_data_only_definitions_are_compared() {
     // Without --data, sample_data supplies the schemas (its orders table has these
     // columns) and nothing is computed.

@@ -18,48 +18,47 @@ pub fn repo(path: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
 }
 
-/// The KPI names of `../shared/kpi-catalogue.md`, in its order (the shipped list if the
-/// catalogue is not beside the repository).
-pub fn catalogue_names() -> Vec<&'static str> {
-    vec![
-        "revenue",
-        "paid_orders",
-        "average_order_value",
-        "orders_per_customer",
-        "revenue_per_rep",
-        "cross_sell_rate",
-        "revenue_growth",
-        "revenue_ytd",
-        "won_revenue",
-        "win_rate",
-        "sales_cycle_days",
-        "leads",
-        "lead_conversion_rate",
-        "lead_response_hours",
-        "activities_per_closed_deal",
-        "contact_frequency",
-        "customer_coverage_90d",
-        "customer_retention_rate",
-        "won_back_customers",
-        "tickets_opened",
-        "first_response_hours",
-        "resolution_hours",
-        "resolution_median_hours",
-        "tickets_per_agent",
-        "reopen_rate",
-        "csat_rate",
-        "tickets_per_100_orders",
-        "nps",
-        "active_subscriptions",
-        "mrr",
-        "churn_rate",
-        "campaign_cost",
-        "attributed_revenue",
-        "marketing_roi",
-        "campaign_response_rate",
-        "email_open_rate",
-        "unsubscribe_rate",
-        "crm_cost",
-        "crm_roi",
-    ]
+/// The path of the KPI catalogue: `../shared/kpi-catalogue.md` beside the repository (CI
+/// checks a copy of `shared/` out beside the clone).
+pub fn catalogue_path() -> std::path::PathBuf {
+    repo("../shared/kpi-catalogue.md")
+}
+
+/// The KPI names of `../shared/kpi-catalogue.md`, in its order: the first column (`name`)
+/// of every row of its definition tables. Panics when the catalogue cannot be read, so a
+/// test that relies on it fails rather than checks nothing.
+pub fn catalogue_names() -> Vec<String> {
+    let path = catalogue_path();
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("the KPI catalogue {} must be readable: {e}", path.display()));
+    names_of_catalogue(&text)
+}
+
+/// The `name` column of every table whose header row starts with `| name |`.
+pub fn names_of_catalogue(text: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut in_table = false;
+    for line in text.lines() {
+        let line = line.trim();
+        if !line.starts_with('|') {
+            in_table = false;
+            continue;
+        }
+        let first = line
+            .trim_matches('|')
+            .split('|')
+            .next()
+            .unwrap_or("")
+            .trim();
+        if first == "name" {
+            in_table = true;
+        } else if in_table && !first.starts_with("---") {
+            let name = first
+                .strip_prefix('`')
+                .and_then(|n| n.strip_suffix('`'))
+                .unwrap_or_else(|| panic!("a catalogue name is not in backticks: {line}"));
+            names.push(name.to_string());
+        }
+    }
+    names
 }

@@ -253,12 +253,22 @@ fn close(a: f64, b: f64) -> bool {
     a == b || (a - b).abs() <= 1e-9 * a.abs().max(b.abs())
 }
 
-/// Compares kpi's CSV output with references for every KPI column.
-fn compare(label: &str, out: &str, refs: &HashMap<String, Values>, dim: Option<&str>) -> usize {
+/// The (period, dimension value) keys of a run's rows, in the order printed.
+type Keys = std::collections::BTreeSet<(String, String)>;
+
+/// Compares kpi's CSV output with references for every KPI column. Returns the number
+/// of cells checked and the rows' keys (each must be printed once).
+fn compare(
+    label: &str,
+    out: &str,
+    refs: &HashMap<String, Values>,
+    dim: Option<&str>,
+) -> (usize, Keys) {
     let rows = csv_rows(out);
     let header = &rows[0];
     let first_metric = if dim.is_some() { 2 } else { 1 };
     let mut checked = 0;
+    let mut keys = Keys::new();
     for r in &rows[1..] {
         let period = r[0].clone();
         let d = if dim.is_some() {
@@ -266,6 +276,10 @@ fn compare(label: &str, out: &str, refs: &HashMap<String, Values>, dim: Option<&
         } else {
             String::new()
         };
+        assert!(
+            keys.insert((period.clone(), d.clone())),
+            "{label}: the row {period} {d:?} is printed twice"
+        );
         for (i, name) in header.iter().enumerate().skip(first_metric) {
             let Some(reference) = refs.get(name) else {
                 continue;
@@ -288,7 +302,37 @@ fn compare(label: &str, out: &str, refs: &HashMap<String, Values>, dim: Option<&
             checked += 1;
         }
     }
-    checked
+    (checked, keys)
+}
+
+/// The rows a run by a dimension must print: every month of the range for every value of
+/// the dimension that some reference group of the range has (the README's rule: every
+/// period appears, with every combination of dimension values seen in the range). The
+/// references' December 2023 period, there for previous-period KPIs, is not in the range.
+fn expected_keys<'a>(refs: impl IntoIterator<Item = &'a Values>) -> Keys {
+    let in_range: std::collections::BTreeSet<String> =
+        months().into_iter().map(|(m, _)| m).collect();
+    let values: std::collections::BTreeSet<String> = refs
+        .into_iter()
+        .flat_map(|r| r.keys())
+        .filter(|(s, _)| in_range.contains(s))
+        .map(|(_, d)| d.clone())
+        .collect();
+    in_range
+        .iter()
+        .flat_map(|m| values.iter().map(move |d| (m.clone(), d.clone())))
+        .collect()
+}
+
+/// Asserts that kpi printed exactly the expected rows, naming the difference.
+fn assert_keys(label: &str, got: &Keys, want: &Keys) {
+    let missing: Vec<_> = want.difference(got).collect();
+    let extra: Vec<_> = got.difference(want).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "{label}: rows the reference has but kpi lacks: {missing:?}; rows kpi has but \
+         the reference does not: {extra:?}"
+    );
 }
 
 async fn references(ctx: &SessionContext, kpis: &[&str], dim: &str) -> HashMap<String, Values> {
@@ -358,7 +402,8 @@ async fn every_kpi_matches_the_reference_on_every_layout_and_seed() {
         let csv = tempfile::tempdir().unwrap();
         generate(csv.path(), seed, "csv");
         let ctx = reference_ctx(&csv.path().join("data")).await;
-        let all: Vec<&str> = crate::catalogue_names();
+        let names = crate::catalogue_names();
+        let all: Vec<&str> = names.iter().map(String::as_str).collect();
         let mut refs = references(&ctx, &all, "CAST(NULL AS VARCHAR)").await;
         // KPIs the catalogue defines from other KPIs.
         let keys = || months().into_iter();
@@ -420,7 +465,9 @@ async fn every_kpi_matches_the_reference_on_every_layout_and_seed() {
                 d
             };
             let out = run_kpi(&dir, &[]);
-            let n = compare(&format!("seed {seed}, {layout}"), &out, &refs, None);
+            let label = format!("seed {seed}, {layout}");
+            let (n, keys) = compare(&label, &out, &refs, None);
+            assert_keys(&label, &keys, &months().into_iter().collect());
             assert_eq!(n, 39 * 24, "every KPI in every month");
             outputs.push(out);
         }
@@ -485,8 +532,17 @@ async fn every_catalogue_dimension_matches_the_reference() {
                 let mut args: Vec<&str> = kpis.to_vec();
                 args.extend_from_slice(&["--by", dim]);
                 let out = run_kpi(dir.path(), &args);
-                let n = compare(&format!("{layout} --by {dim}"), &out, &refs, Some(dim));
-                assert!(n > 24 * kpis.len(), "{dim}: {n} cells checked");
+                let label = format!("{layout} --by {dim}");
+                let (n, keys) = compare(&label, &out, &refs, Some(dim));
+                let want = expected_keys(refs.values());
+                // More than one value, so that the dimension splits the rows at all.
+                assert!(want.len() > 24, "{label}: {} rows expected", want.len());
+                assert_keys(&label, &keys, &want);
+                assert_eq!(
+                    n,
+                    want.len() * kpis.len(),
+                    "{label}: every KPI in every row"
+                );
             }
         }
         // A derived KPI by a dimension: average ticket by segment from its parts.
@@ -500,11 +556,17 @@ async fn every_catalogue_dimension_matches_the_reference() {
             None,
         );
         let out = run_kpi(dir.path(), &["average_order_value", "--by", "segment"]);
-        compare(
-            &format!("{layout} aov by segment"),
+        let label = format!("{layout} aov by segment");
+        let (n, keys) = compare(
+            &label,
             &out,
             &HashMap::from([("average_order_value".to_string(), aov)]),
             Some("segment"),
         );
+        // The segments of its parts' groups, every month for each.
+        let want = expected_keys([&refs["revenue"], &refs["paid_orders"]]);
+        assert!(want.len() > 24, "{label}: {} rows expected", want.len());
+        assert_keys(&label, &keys, &want);
+        assert_eq!(n, want.len(), "{label}: one average per row");
     }
 }

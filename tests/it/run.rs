@@ -389,8 +389,8 @@ fn windows_entities_and_lookups() {
         ],
     );
     // reached_90d, window [end - 90 days, end): Jan [3 Nov, 1 Feb), Feb [2 Dec, 1 Mar) and
-    // Mar [2 Jan, 1 Apr) all hold the orders of 5-7 Jan: customers 1, 2. Apr [31 Jan,
-    // 1 May) to Jun hold none: 0. Jul [2 May, 1 Aug): customers 1, 2.
+    // Mar [2 Jan, 1 Apr) all hold the orders of 5-7 Jan: customers 1, 2. Apr [1 Feb,
+    // 1 May) to Jun hold none: 0. Jul [3 May, 1 Aug): customers 1, 2.
     let rows = f.rows(&[
         "reached_90d",
         "cross_sell",

@@ -1,6 +1,8 @@
 //! `kpi test`: the shipped catalogue's tests pass, a broken metric fails with a readable
 //! diff, and faults in test files are reported with their positions.
 
+use std::collections::BTreeMap;
+
 use crate::cli::kpi;
 
 /// The report without its timings, which vary from run to run.
@@ -37,23 +39,129 @@ fn shipped_catalogue_tests_pass() {
     assert!(out.contains(" passed, 0 failed"), "{out}");
 }
 
-#[test]
-fn every_catalogue_metric_has_a_test() {
-    let mut text = String::new();
-    for f in kpi::testing::discover(&crate::repo("metrics")).unwrap() {
-        text.push_str(&std::fs::read_to_string(f).unwrap());
+/// Every YAML file inside a `tests` folder under `dir`, found by walking it here rather
+/// than through kpi's own discovery.
+fn test_files(dir: &std::path::Path, in_tests: bool, out: &mut Vec<std::path::PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        let path = e.path();
+        let name = e.file_name().to_string_lossy().into_owned();
+        if e.file_type().unwrap().is_dir() {
+            test_files(&path, in_tests || name == "tests", out);
+        } else if in_tests && (name.ends_with(".yaml") || name.ends_with(".yml")) {
+            out.push(path);
+        }
     }
-    let missing: Vec<&str> = crate::catalogue_names()
-        .into_iter()
-        .filter(|m| {
-            !text.contains(&format!("metric: {m}\n"))
-                && !text.contains(&format!("[{m}]"))
-                && !text.contains(&format!("[{m},"))
-                && !text.contains(&format!(", {m}]"))
-                && !text.contains(&format!(", {m},"))
-        })
+}
+
+/// For each metric, the cases (`file: name`) that assert it: the case lists the metric
+/// under `metric` or `metrics`, has `expect` rows, every row gives the metric a value
+/// (`null` included) and at least one row gives it a number. Read with saphyr directly,
+/// not with kpi's loader.
+fn asserted_metrics(files: &[std::path::PathBuf]) -> BTreeMap<String, Vec<String>> {
+    use saphyr::{LoadableYamlNode, Yaml};
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for f in files {
+        let text = std::fs::read_to_string(f).unwrap();
+        let docs = Yaml::load_from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        assert_eq!(docs.len(), 1, "{}: one YAML document", f.display());
+        let cases = docs[0]
+            .as_mapping_get("tests")
+            .and_then(Yaml::as_sequence)
+            .unwrap_or_else(|| panic!("{}: no `tests` list", f.display()));
+        for (i, case) in cases.iter().enumerate() {
+            let label = format!(
+                "{}: {}",
+                f.display(),
+                case.as_mapping_get("name")
+                    .and_then(Yaml::as_str)
+                    .map_or_else(|| format!("case {}", i + 1), str::to_string)
+            );
+            let mut metrics: Vec<&str> = Vec::new();
+            if let Some(m) = case.as_mapping_get("metric").and_then(Yaml::as_str) {
+                metrics.push(m);
+            }
+            if let Some(ms) = case.as_mapping_get("metrics").and_then(Yaml::as_sequence) {
+                metrics.extend(ms.iter().filter_map(Yaml::as_str));
+            }
+            let rows = case
+                .as_mapping_get("expect")
+                .and_then(Yaml::as_sequence)
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            for m in metrics {
+                let every_row = rows.iter().all(|r| r.as_mapping_get(m).is_some());
+                let some_number = rows.iter().any(|r| {
+                    r.as_mapping_get(m).is_some_and(|v| {
+                        v.as_integer().is_some() || v.as_floating_point().is_some()
+                    })
+                });
+                if !rows.is_empty() && every_row && some_number {
+                    out.entry(m.to_string()).or_default().push(label.clone());
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn every_shipped_kpi_has_a_case_that_asserts_its_values() {
+    let mut db = kpi::diag::SourceDb::default();
+    let (cat, _) = kpi::validate::load_and_check(&crate::repo("metrics"), &mut db).unwrap();
+    let shipped: Vec<&str> = cat
+        .public_metrics()
+        .map(|m| cat.metrics[m].name.as_str())
         .collect();
-    assert!(missing.is_empty(), "no test names {missing:?}");
+    assert_eq!(shipped.len(), 39, "every shipped KPI");
+    let mut files = Vec::new();
+    test_files(&crate::repo("metrics"), false, &mut files);
+    let asserted = asserted_metrics(&files);
+    let missing: Vec<&str> = shipped
+        .into_iter()
+        .filter(|m| !asserted.contains_key(*m))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "no case lists these KPIs and expects numbers for them: {missing:?}"
+    );
+}
+
+#[test]
+fn a_case_asserts_a_metric_only_when_it_lists_it_and_expects_it_in_every_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let tests = dir.path().join("tests");
+    std::fs::create_dir(&tests).unwrap();
+    std::fs::write(
+        tests.join("t.yaml"),
+        r#"tests:
+  - name: listed and expected
+    metrics: [a, b]
+    expect:
+      - {period: 2024-01-01, a: 1, b: null}
+      - {period: 2024-02-01, a: null, b: 2.5}
+  - name: listed but one row lacks it  # c
+    metric: d
+    expect:
+      - {period: 2024-01-01, d: 1}
+      - {period: 2024-02-01, c: 1}
+  - name: only NULLs
+    metric: e
+    expect:
+      - {period: 2024-01-01, e: null}
+  - name: no rows
+    metric: f
+    expect: []
+  - name: expected but not listed
+    metric: h
+    expect:
+      - {period: 2024-01-01, g: 1}
+"#,
+    )
+    .unwrap();
+    let asserted = asserted_metrics(&[tests.join("t.yaml")]);
+    let names: Vec<&str> = asserted.keys().map(String::as_str).collect();
+    assert_eq!(names, ["a", "b"], "{asserted:?}");
 }
 
 #[test]
