@@ -176,6 +176,67 @@ pub struct QueryArgs {
     /// A SQL predicate on dimensions, e.g. "segment = 'smb'".
     #[arg(long = "where", value_name = "SQL")]
     pub filter: Option<String>,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+/// How the plans run, shared by `kpi run` and `kpi explain`.
+#[derive(Debug, Args)]
+pub struct EngineArgs {
+    /// Parallel partitions of every plan (default: the machine's cores).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub threads: Option<u16>,
+    /// Bound the memory of query execution, e.g. 4GiB or 512MB; sorts and aggregates
+    /// spill to disk past it, and a plan that still cannot fit fails naming the limit.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub memory_limit: Option<usize>,
+    /// Directory for spill files (default: the system's temporary directory).
+    #[arg(long, value_name = "DIR")]
+    pub spill_dir: Option<PathBuf>,
+}
+
+impl EngineArgs {
+    fn engine(&self) -> crate::compile::Engine {
+        crate::compile::Engine {
+            threads: self.threads.map(usize::from),
+            memory_limit: self.memory_limit,
+            spill_dir: self.spill_dir.clone(),
+        }
+    }
+}
+
+/// A size in bytes: a number with an optional unit (B, KB, MB, GB, TB in powers of 1000;
+/// KiB, MiB, GiB, TiB in powers of 1024).
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let n: f64 = number
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size (e.g. 4GiB, 512MB)"))?;
+    let mul: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "m" | "mb" => 1e6,
+        "g" | "gb" => 1e9,
+        "t" | "tb" => 1e12,
+        "kib" => 1024.0,
+        "mib" => 1024.0 * 1024.0,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        "tib" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        other => {
+            return Err(format!(
+                "unknown size unit `{other}` in `{s}` (use B, KB, MB, GB, KiB, MiB, GiB)"
+            ));
+        }
+    };
+    let bytes = n * mul;
+    if !(bytes >= 1.0 && bytes < usize::MAX as f64) {
+        return Err(format!("`{s}` is not a usable memory size"));
+    }
+    Ok(bytes as usize)
 }
 
 /// Which periods to compute, shared by `kpi run`, `kpi explain` and `kpi diff`.
@@ -211,6 +272,7 @@ impl QueryArgs {
             filter: self.filter.clone(),
             tz: self.periods.tz.clone(),
             compare,
+            engine: self.engine.engine(),
         }
     }
 }
@@ -237,8 +299,10 @@ pub struct RunArgs {
 /// `kpi explain`'s arguments.
 #[derive(Debug, Args)]
 pub struct ExplainArgs {
-    /// The metric to explain.
-    pub metric: String,
+    /// The metrics to explain, as `kpi run` would compute them together (default: every
+    /// metric).
+    #[arg(value_name = "METRIC")]
+    pub metric_names: Vec<String>,
     #[command(flatten)]
     pub query: QueryArgs,
     /// Also show the physical plan.

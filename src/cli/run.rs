@@ -67,7 +67,7 @@ pub fn explain(args: ExplainArgs, color: bool) -> Result<Exit, CliError> {
         return Ok(Exit::Failed);
     };
     let root = DataRoot::open(&args.query.data).map_err(|e| CliError::Message(e.to_string()))?;
-    let req = args.query.request(vec![args.metric], None);
+    let req = args.query.request(args.metric_names, None);
     let opts = ExplainOptions {
         physical: args.physical,
         analyze: args.analyze,

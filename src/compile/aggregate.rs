@@ -86,37 +86,64 @@ fn is_additive(e: &Expr) -> bool {
 /// `input.aggregate(group, aggregates)` with each aggregate computed un-aliased, as
 /// DataFusion's SQL planner builds it, and renamed by a projection just above. Optimizer
 /// rules recognize only bare aggregate calls: `count(DISTINCT x)` per group, for one, is
-/// rewritten into a two-level group-by instead of a hash set per group. Group expressions
-/// and aggregates may carry aliases; the output columns are those aliases.
+/// rewritten into a two-level group-by instead of a hash set per group. Equal calls (two
+/// fused metrics both counting rows) are computed once and named twice. Group
+/// expressions and aggregates may carry aliases; the output columns are those aliases.
 pub fn aggregate_renamed(
     input: LogicalPlanBuilder,
     group: Vec<Expr>,
     aggregates: Vec<Expr>,
 ) -> Result<LogicalPlanBuilder> {
     let n_group = group.len();
-    let (bare, names): (Vec<Expr>, Vec<Option<String>>) = aggregates
-        .into_iter()
-        .map(|e| match e {
+    let mut bare: Vec<Expr> = Vec::new();
+    let mut outputs: Vec<(usize, Option<String>)> = Vec::new();
+    for e in aggregates {
+        let (e, name) = match e {
             Expr::Alias(a) => (*a.expr, Some(a.name)),
             other => (other, None),
-        })
-        .unzip();
+        };
+        let i = bare.iter().position(|b| b == &e).unwrap_or_else(|| {
+            bare.push(e);
+            bare.len() - 1
+        });
+        outputs.push((i, name));
+    }
     let b = input.aggregate(group, bare)?;
-    let columns: Vec<Expr> = b
+    let fields: Vec<Expr> = b
         .schema()
         .iter()
-        .enumerate()
-        .map(|(i, (q, f))| {
-            let c = Expr::Column(Column::new(q.cloned(), f.name()));
-            match names
-                .get(i.wrapping_sub(n_group))
-                .and_then(|n| n.clone())
-                .filter(|_| i >= n_group)
-            {
-                Some(name) => c.alias(name),
-                None => c,
-            }
-        })
+        .map(|(q, f)| Expr::Column(Column::new(q.cloned(), f.name())))
         .collect();
+    let mut columns: Vec<Expr> = fields[..n_group].to_vec();
+    for (i, name) in outputs {
+        let c = fields[n_group + i].clone();
+        columns.push(match name {
+            Some(n) => c.alias(n),
+            None => c,
+        });
+    }
     b.project(columns)
+}
+
+/// Aggregate `a` (possibly aliased) counting only rows where `c` holds (and
+/// its own filter, if any).
+pub fn with_filter(a: &Expr, c: &Expr) -> Expr {
+    match a {
+        Expr::Alias(al) => with_filter(&al.expr, c).alias(al.name.as_str()),
+        Expr::AggregateFunction(AggregateFunction { func, params }) => {
+            let filter = match &params.filter {
+                Some(f) => c.clone().and((**f).clone()),
+                None => c.clone(),
+            };
+            Expr::AggregateFunction(AggregateFunction::new_udf(
+                func.clone(),
+                params.args.clone(),
+                params.distinct,
+                Some(Box::new(filter)),
+                params.order_by.clone(),
+                params.null_treatment,
+            ))
+        }
+        other => other.clone(),
+    }
 }

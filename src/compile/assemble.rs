@@ -20,15 +20,16 @@ use datafusion::functions::math::expr_fn::{abs, isnan};
 use datafusion::logical_expr::{
     Expr, ExprSchemable, LogicalPlan, LogicalPlanBuilder, Operator, binary_expr, col, lit, when,
 };
-use datafusion::prelude::SessionContext;
+use datafusion::prelude::{SessionContext, coalesce};
 use datafusion::sql::sqlparser::ast::{
     self, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, VisitMut, VisitorMut,
 };
 
 use super::period::{Calendar, Period};
+use super::rewrite::safe_division;
 use super::snippet::{self, Scope};
-use super::stage::{START, Stage, register_memory, safe_division};
-use crate::diag::{Code, Diagnostic};
+use super::stage::{START, Stage, register_memory};
+use super::{Diags, plan_error};
 use crate::sql::{Sql, function_name};
 use crate::validate::{Catalog, Kind, MetricId, Shift};
 
@@ -58,11 +59,6 @@ pub enum OutputColumn {
     },
 }
 
-/// The name of the table holding stage `m`'s results.
-pub fn stage_table(cat: &Catalog, m: MetricId) -> String {
-    format!("__stage_{}", cat.metrics[m].name.replace('.', "__"))
-}
-
 fn key(shift: &[Shift]) -> String {
     shift
         .iter()
@@ -72,15 +68,6 @@ fn key(shift: &[Shift]) -> String {
         })
         .collect::<Vec<_>>()
         .join("_")
-}
-
-type Diags = Vec<Diagnostic>;
-
-fn df(e: datafusion::error::DataFusionError) -> Diags {
-    vec![Diagnostic::error(
-        Code::Plan,
-        snippet::clean_message(&e.to_string()),
-    )]
 }
 
 /// Every (base metric, shift) a list of output columns needs.
@@ -110,7 +97,7 @@ pub fn needs(cat: &Catalog, columns: &[OutputColumn]) -> Vec<(MetricId, Vec<Shif
     out
 }
 
-/// Builds the assembly plan over tables `stage_table(cat, m)` registered in `ctx`.
+/// Builds the assembly plan over the tables `Stage::table` registered in `ctx`.
 pub async fn build(
     ctx: &SessionContext,
     cat: &Catalog,
@@ -162,15 +149,17 @@ pub async fn build(
             .with_timezone(UTC),
         ));
     }
-    let batch =
-        RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).map_err(|e| df(e.into()))?;
+    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)
+        .map_err(|e| plan_error(e.into()))?;
     register_memory(ctx, "__periods", batch)?;
     let scan = ctx
         .table("__periods")
         .await
-        .map_err(df)?
+        .map_err(plan_error)?
         .into_unoptimized_plan();
-    let mut grid = LogicalPlanBuilder::from(scan).alias("__grid").map_err(df)?;
+    let mut grid = LogicalPlanBuilder::from(scan)
+        .alias("__grid")
+        .map_err(plan_error)?;
     // The domain of dimension values: every combination any stage produced.
     if !layout.dims.is_empty() {
         let mut domain: Option<LogicalPlanBuilder> = None;
@@ -181,16 +170,18 @@ pub async fn build(
             }
             seen.push(*m);
             let t = ctx
-                .table(stage_table(cat, *m))
+                .table(stages[m].table.as_str())
                 .await
-                .map_err(df)?
+                .map_err(plan_error)?
                 .into_unoptimized_plan();
             let d = LogicalPlanBuilder::from(t)
                 .project(layout.dims.iter().map(|n| col(n.as_str())))
-                .map_err(df)?;
+                .map_err(plan_error)?;
             domain = Some(match domain {
                 None => d,
-                Some(acc) => acc.union(d.build().map_err(df)?).map_err(df)?,
+                Some(acc) => acc
+                    .union(d.build().map_err(plan_error)?)
+                    .map_err(plan_error)?,
             });
         }
         let domain = domain
@@ -198,22 +189,24 @@ pub async fn build(
             .distinct()
             .and_then(|b| b.alias("__domain"))
             .and_then(|b| b.build())
-            .map_err(df)?;
-        grid = grid.join_on(domain, JoinType::Inner, vec![]).map_err(df)?;
+            .map_err(plan_error)?;
+        grid = grid
+            .join_on(domain, JoinType::Inner, vec![])
+            .map_err(plan_error)?;
     }
     // Each base metric at each shift, left-joined.
     let mut values: HashMap<(MetricId, Vec<Shift>), Expr> = HashMap::new();
     for (j, (m, s)) in needed.iter().enumerate() {
         let alias = format!("__v{j}");
         let t = ctx
-            .table(stage_table(cat, *m))
+            .table(stages[m].table.as_str())
             .await
-            .map_err(df)?
+            .map_err(plan_error)?
             .into_unoptimized_plan();
         let right = LogicalPlanBuilder::from(t)
             .alias(&alias)
             .and_then(|b| b.build())
-            .map_err(df)?;
+            .map_err(plan_error)?;
         let start_col = if s.is_empty() {
             START.to_string()
         } else {
@@ -230,7 +223,9 @@ pub async fn build(
                 col(Column::new(Some(alias.as_str()), d.as_str())),
             ));
         }
-        grid = grid.join_on(right, JoinType::Left, on).map_err(df)?;
+        grid = grid
+            .join_on(right, JoinType::Left, on)
+            .map_err(plan_error)?;
         let stage = &stages[m];
         let v = stage
             .post_filled()
@@ -241,25 +236,30 @@ pub async fn build(
                 _ => Ok(Transformed::no(x)),
             })
             .map(|t| t.data)
-            .map_err(df)?;
+            .map_err(plan_error)?;
         // `empty:` replaces the value of periods without rows.
         let v = match (
             &stage.rows,
             cat.metrics[*m].spec.empty.as_ref().map(|e| e.value),
         ) {
             (Some(r), Some(empty)) => {
-                let none = col(Column::new(Some(alias.as_str()), r.as_str())).is_null();
+                // A fused scan gives a count of 0 where the metric had no rows.
+                let none = coalesce(vec![
+                    col(Column::new(Some(alias.as_str()), r.as_str())),
+                    lit(0i64),
+                ])
+                .eq(lit(0i64));
                 let value = match empty {
                     crate::spec::Empty::Zero => lit(0i64),
                     crate::spec::Empty::Null => lit(ScalarValue::Null),
                 };
-                when(none, value).otherwise(v).map_err(df)?
+                when(none, value).otherwise(v).map_err(plan_error)?
             }
             _ => v,
         };
         values.insert((*m, s.clone()), v);
     }
-    let grid = grid.build().map_err(df)?;
+    let grid = grid.build().map_err(plan_error)?;
     let schema = grid.schema().clone();
     // Output columns.
     let mut exprs: Vec<Expr> = vec![col(Column::new(Some("__grid"), "period")).alias("period")];
@@ -304,7 +304,7 @@ pub async fn build(
         .project(exprs)
         .and_then(|b| b.sort(sort))
         .and_then(|b| b.build())
-        .map_err(df)
+        .map_err(plan_error)
 }
 
 fn date32(d: chrono::NaiveDate) -> i32 {
@@ -353,11 +353,11 @@ fn value(
                 let mut s = shift.to_vec();
                 s.extend(extra.iter().copied());
                 let e = value(ctx, cat, *target, &s, base, schema)?;
-                let t = e.get_type(schema).map_err(df)?;
+                let t = e.get_type(schema).map_err(plan_error)?;
                 fields.push(Field::new(format!("__r{i}"), t, true));
                 subs.insert(format!("__r{i}"), e);
             }
-            let local = DFSchema::try_from(Arc::new(Schema::new(fields))).map_err(df)?;
+            let local = DFSchema::try_from(Arc::new(Schema::new(fields))).map_err(plan_error)?;
             let none = Default::default();
             let sql = Sql {
                 text: d.formula.text.clone(),
@@ -381,7 +381,7 @@ fn value(
                 _ => Ok(Transformed::no(x)),
             })
             .map(|t| t.data)
-            .map_err(df)
+            .map_err(plan_error)
         }
     }
 }

@@ -8,13 +8,23 @@
 //!
 //! * [`relation`]: the rows a metric reads (source, joins, lookups);
 //! * [`aggregate`]: aggregate formulas split into calls and the empty-period rule;
-//! * [`functions`]: kpi's SQL functions (`hours_between`, `days_between`).
+//! * [`functions`]: kpi's SQL functions (`hours_between`, `days_between`);
+//! * [`bucket`]: a row's period found among the run's boundaries;
+//! * [`exact`]: exact float sums;
+//! * [`stage`]: one metric's part of the plans; [`fuse`] merges the parts that read the
+//!   same rows into one scan; [`partials`] computes windows from per-interval partials;
+//! * [`assemble`]: the output table from the scans' results.
 
 mod aggregate;
 pub mod assemble;
+pub mod bucket;
+pub mod exact;
 pub mod functions;
+mod fuse;
+mod partials;
 pub mod period;
 mod relation;
+mod rewrite;
 mod snippet;
 pub mod stage;
 
@@ -30,7 +40,26 @@ use crate::diag::{Code, Diagnostic};
 use crate::source::{DataRoot, SourceError};
 use crate::validate::{Catalog, Kind};
 
+pub use fuse::fuse;
 pub use snippet::PERIOD;
+pub use stage::{Scan, Stage};
+
+/// Diagnostics of a compilation step.
+type Diags = Vec<Diagnostic>;
+
+/// A DataFusion planning error as a diagnostic list (plans kpi builds itself carry no
+/// position in a metric file).
+fn plan_error(e: datafusion::error::DataFusionError) -> Diags {
+    vec![Diagnostic::error(
+        Code::Plan,
+        snippet::clean_message(&e.to_string()),
+    )]
+}
+
+/// A metric name as a part of a table or column name (`a.b` → `a__b`).
+fn ident(name: &str) -> String {
+    name.replace('.', "__")
+}
 
 /// A DataFusion error's message without its layer prefixes.
 pub fn snippet_error(e: &datafusion::error::DataFusionError) -> String {
@@ -63,16 +92,56 @@ pub async fn plan_time(
     Ok((e, rel.plan))
 }
 
+/// How plans run: parallelism and memory.
+#[derive(Debug, Clone, Default)]
+pub struct Engine {
+    /// DataFusion's partitions (`--threads`); the machine's cores when `None`.
+    pub threads: Option<usize>,
+    /// The memory pool's size in bytes (`--memory-limit`); unbounded when `None`.
+    /// Operators that can spill (sorts, grouped aggregates) spill to `spill_dir`.
+    pub memory_limit: Option<usize>,
+    /// Where spill files go; the system's temporary directory when `None`.
+    pub spill_dir: Option<std::path::PathBuf>,
+}
+
 /// A DataFusion session with kpi's settings and functions.
 pub fn session() -> SessionContext {
-    let mut config = SessionConfig::new().with_information_schema(false);
-    config.options_mut().sql_parser.collect_spans = true;
-    config.options_mut().sql_parser.enable_ident_normalization = false;
-    let ctx = SessionContext::new_with_config(config);
+    session_with(&Engine::default()).expect("the default engine needs no resources")
+}
+
+/// A session running plans as `engine` says.
+pub fn session_with(engine: &Engine) -> Result<SessionContext, String> {
+    use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
+    use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+    let mut runtime = RuntimeEnvBuilder::new();
+    if let Some(limit) = engine.memory_limit {
+        // Fair shares, so that one spilling operator cannot starve the others; the
+        // largest consumers are named when the pool is exhausted.
+        runtime = runtime.with_memory_pool(Arc::new(TrackConsumersPool::new(
+            FairSpillPool::new(limit),
+            std::num::NonZeroUsize::new(5).expect("non-zero"),
+        )));
+    }
+    if let Some(dir) = &engine.spill_dir {
+        runtime = runtime.with_temp_file_path(dir);
+    }
+    let runtime = runtime.build_arc().map_err(|e| e.to_string())?;
+    let ctx = SessionContext::new_with_config_rt(config(engine), runtime);
     for f in functions::all() {
         ctx.register_udf(f);
     }
-    ctx
+    ctx.register_udf(exact::exact_decimal_udf());
+    Ok(ctx)
+}
+
+fn config(engine: &Engine) -> SessionConfig {
+    let mut config = SessionConfig::new().with_information_schema(false);
+    if let Some(n) = engine.threads {
+        config = config.with_target_partitions(n.max(1));
+    }
+    config.options_mut().sql_parser.collect_spans = true;
+    config.options_mut().sql_parser.enable_ident_normalization = false;
+    config
 }
 
 /// Checks every metric's tables, columns and types against the data root `data`, reading

@@ -11,6 +11,7 @@ use datafusion::prelude::SessionContext;
 
 use super::aggregate::{Split, aggregate_renamed};
 use super::snippet::{self, Scope, columns_of};
+use super::{Diags, plan_error};
 use crate::diag::{Code, Diagnostic, did_you_mean};
 use crate::source::DataRoot;
 use crate::spec::JoinOn;
@@ -62,15 +63,6 @@ impl Relation {
     }
 }
 
-type Diags = Vec<Diagnostic>;
-
-fn df(e: datafusion::error::DataFusionError) -> Diags {
-    vec![Diagnostic::error(
-        Code::Plan,
-        snippet::clean_message(&e.to_string()),
-    )]
-}
-
 /// Scans table or model `name`, aliased `alias`.
 async fn scan(
     ctx: &SessionContext,
@@ -90,7 +82,7 @@ async fn scan(
             let tables = ctx
                 .state()
                 .resolve_table_references(&statement)
-                .map_err(df)?;
+                .map_err(plan_error)?;
             for t in tables {
                 root.register(ctx, t.table()).await.map_err(|e| {
                     let sql = m.spec.sql.as_ref().expect("checked");
@@ -152,13 +144,16 @@ async fn scan(
                 };
                 return Err(vec![d]);
             }
-            ctx.table(table).await.map_err(df)?.into_unoptimized_plan()
+            ctx.table(table)
+                .await
+                .map_err(plan_error)?
+                .into_unoptimized_plan()
         }
     };
     LogicalPlanBuilder::from(plan)
         .alias(alias)
         .and_then(|b| b.build())
-        .map_err(df)
+        .map_err(plan_error)
 }
 
 /// Builds the rows of aggregate metric `m`.
@@ -219,13 +214,13 @@ pub async fn build(
             let rn = row_number()
                 .order_by(order)
                 .build()
-                .map_err(df)?
+                .map_err(plan_error)?
                 .alias("__rid");
             plan = LogicalPlanBuilder::from(plan)
                 .window(vec![rn])
                 .and_then(|b| b.alias(&alias))
                 .and_then(|b| b.build())
-                .map_err(df)?;
+                .map_err(plan_error)?;
             keys.push(Expr::Column(Column::new(Some(alias.as_str()), "__rid")));
         }
         for (i, l) in agg.lookups.iter().enumerate() {
@@ -238,7 +233,7 @@ pub async fn build(
                 (m.file(), l.from_span.clone()),
             )
             .await?;
-            let joined_schema = plan.schema().join(other.schema()).map_err(df)?;
+            let joined_schema = plan.schema().join(other.schema()).map_err(plan_error)?;
             let own = columns_of(plan.schema(), &alias);
             let on = snippet::plan(
                 &state,
@@ -253,7 +248,7 @@ pub async fn build(
             let joined = LogicalPlanBuilder::from(plan.clone())
                 .join_on(other.clone(), JoinType::Inner, vec![on])
                 .and_then(|b| b.build())
-                .map_err(df)?;
+                .map_err(plan_error)?;
             let theirs = columns_of(other.schema(), &l.from);
             let value = snippet::plan(
                 &state,
@@ -265,7 +260,7 @@ pub async fn build(
                 },
             )
             .map_err(|d| vec![d])?;
-            let split = Split::new(&value, "__v").map_err(df)?;
+            let split = Split::new(&value, "__v").map_err(plan_error)?;
             let side = format!("__lookup{i}");
             let group: Vec<Expr> = keys
                 .iter()
@@ -279,14 +274,14 @@ pub async fn build(
             )
             .and_then(|b| b.alias(&side))
             .and_then(|b| b.build())
-            .map_err(df)?;
+            .map_err(plan_error)?;
             let keep: Vec<Expr> = plan
                 .schema()
                 .columns()
                 .into_iter()
                 .map(Expr::Column)
                 .collect();
-            let filled = split.post_filled().map_err(df)?;
+            let filled = split.post_filled().map_err(plan_error)?;
             // The per-row aggregates come qualified by `side`; the formula reads them bare.
             let filled = requalify(filled, &split.names, &side);
             let mut exprs = keep;
@@ -304,7 +299,7 @@ pub async fn build(
                 )
                 .and_then(|b| b.project(exprs))
                 .and_then(|b| b.build())
-                .map_err(df)?;
+                .map_err(plan_error)?;
         }
     }
     // The model's joins.
@@ -363,7 +358,7 @@ pub async fn build(
                     })?
                 }
                 (JoinOn::Condition(_), Some(sql)) => {
-                    let schema = plan.schema().join(right.schema()).map_err(df)?;
+                    let schema = plan.schema().join(right.schema()).map_err(plan_error)?;
                     let own = columns_of(plan.schema(), &alias);
                     snippet::plan(
                         &state,
@@ -381,7 +376,7 @@ pub async fn build(
             plan = LogicalPlanBuilder::from(plan)
                 .join_on(right, JoinType::Left, vec![cond])
                 .and_then(|b| b.build())
-                .map_err(df)?;
+                .map_err(plan_error)?;
         }
     }
     let own = columns_of(plan.schema(), &alias);

@@ -1,37 +1,44 @@
-//! Stages: the plan that computes one aggregate metric's aggregates for every period (and
-//! `--by` value) that has rows. Empty periods are not produced here; the assembly
-//! ([`super::assemble`]) brings in every period and applies the empty-set rule.
+//! Stages: one aggregate metric's part of a run — the aggregates it needs for every
+//! period (and `--by` value) that has rows, and how its formula reads them back. Empty
+//! periods are not produced here; the assembly ([`super::assemble`]) brings in every
+//! period and applies the empty-set rule.
 //!
-//! Two shapes of plan:
-//! * **bucketed**, when a row belongs to exactly one period: filter rows to the range,
-//!   `date_trunc` their time to the period start (in the run's zone) and hash-aggregate —
-//!   one pass, no join;
-//! * **ranged**, for windows, state at an instant and formulas that use `$start`/`$end`:
-//!   join the rows with the period spine (a small VALUES relation) on the window
-//!   condition, then aggregate per period.
+//! Three shapes:
+//! * **bucketed**, when a row belongs to exactly one period: each row's period is found
+//!   among the run's boundaries ([`super::bucket`]). Such parts are handed to
+//!   [`super::fuse`], which computes every metric over the same rows in one aggregate;
+//! * **windowed**, for windows and formulas that use `$start`/`$end`: rows are bucketed
+//!   into the elementary intervals between every window's bounds and aggregated there,
+//!   and each period's value is merged from the partials of the intervals its window
+//!   covers ([`super::partials`]). An aggregate that cannot be merged (a median) reads
+//!   every row of every window instead: rows joined to the periods on their interval;
+//! * **state at an instant** (`at:`): rows joined to the period instants by the model's
+//!   `active` condition.
 //!
 //! Per-entity metrics aggregate twice: per (period, entity), then per period.
 
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, TimestampMicrosecondArray};
-use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::datatypes::{Field, Schema};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{Column, DFSchema, JoinType, ScalarValue};
 use datafusion::datasource::MemTable;
-use datafusion::functions::datetime::expr_fn::date_trunc;
-use datafusion::logical_expr::{
-    Expr, ExprSchemable, LogicalPlan, LogicalPlanBuilder, Operator, binary_expr, cast, col, lit,
-};
-use datafusion::prelude::{SessionContext, nullif};
+use datafusion::logical_expr::{Expr, ExprSchemable, LogicalPlan, LogicalPlanBuilder, col, lit};
+use datafusion::prelude::SessionContext;
 
 use super::aggregate::{Split, aggregate_renamed, fill};
+use super::bucket::bucket_start;
+use super::partials;
 use super::period::{Calendar, Period};
 use super::relation::{self, Relation};
+use super::rewrite::{exact_float_sums, safe_division};
 use super::snippet::{self, PERIOD, Scope};
+use super::{Diags, ident, plan_error};
 use crate::diag::{Code, Diagnostic};
-use crate::source::{DataRoot, UTC, utc_timestamp};
+use crate::source::{UTC, utc_timestamp};
+use crate::spec::At;
 use crate::sql::Sql;
 use crate::validate::{Aggregate, Catalog, Kind, MetricId};
 
@@ -49,12 +56,14 @@ pub struct Request<'a> {
     pub filter: Option<&'a Sql>,
 }
 
-/// A compiled stage: its plan and how to finish its formula.
+/// How one metric's aggregates are read back from the table its scan writes.
 #[derive(Debug, Clone)]
 pub struct Stage {
     pub metric: MetricId,
-    pub plan: LogicalPlan,
-    /// Aggregate columns of the plan's output.
+    /// The table holding the aggregates: `__start`, the `--by` columns, then `names`
+    /// (and other metrics' columns when the scan is shared).
+    pub table: String,
+    /// Aggregate columns of the table that this metric reads.
     pub names: Vec<String>,
     pub additive: Vec<bool>,
     /// The formula over `names` (unqualified columns), before the empty-set rule.
@@ -72,17 +81,50 @@ impl Stage {
     }
 }
 
-type Diags = Vec<Diagnostic>;
+/// One plan to run; its result, registered as `table`, holds the aggregates of every
+/// member metric.
+#[derive(Debug, Clone)]
+pub struct Scan {
+    pub table: String,
+    pub plan: LogicalPlan,
+    pub members: Vec<MetricId>,
+    pub shape: String,
+}
 
-fn df(e: datafusion::error::DataFusionError) -> Diags {
-    vec![Diagnostic::error(
-        Code::Plan,
-        snippet::clean_message(&e.to_string()),
-    )]
+/// A metric's stage before fusion, with the plan that computes it.
+pub struct Part {
+    pub stage: Stage,
+    pub plan: PartPlan,
+}
+
+/// How a part's aggregates are computed.
+pub enum PartPlan {
+    /// Rows bucketed by period: may share one aggregate with other parts over the same
+    /// rows, time and dimensions.
+    Bucketed(Bucketed),
+    /// A plan of its own.
+    Alone(LogicalPlan),
+}
+
+/// The pieces of a bucketed aggregate, for [`super::fuse`].
+pub struct Bucketed {
+    /// Parts with equal keys read the same rows, time and dimensions.
+    pub key: String,
+    pub rows: LogicalPlan,
+    pub time: Expr,
+    pub calendar: Calendar,
+    /// `--by` columns: name and expression over `rows`.
+    pub dims: Vec<(String, Expr)>,
+    /// The metric's row filters (its time range excluded).
+    pub filters: Vec<Expr>,
+    /// `[first period start, last period end)`.
+    pub range: (i64, i64),
+    /// Aliased aggregate calls.
+    pub aggregates: Vec<Expr>,
 }
 
 /// A UTC timestamp literal.
-pub fn ts(micros: i64) -> Expr {
+pub fn instant(micros: i64) -> Expr {
     lit(ScalarValue::TimestampMicrosecond(
         Some(micros),
         Some(UTC.into()),
@@ -90,46 +132,7 @@ pub fn ts(micros: i64) -> Expr {
 }
 
 /// The earliest instant kpi uses for "no lower bound" (0001-01-01).
-const MIN_INSTANT: i64 = -62_135_596_800_000_000;
-
-/// Rewrites every numeric division into true division that yields NULL instead of an
-/// error, infinity or NaN: `CAST(a AS DOUBLE) / NULLIF(CAST(b AS DOUBLE), 0)`.
-pub fn safe_division(e: Expr, schema: &DFSchema) -> Expr {
-    e.transform_up(|x| {
-        if let Expr::BinaryExpr(b) = &x
-            && b.op == Operator::Divide
-        {
-            let numeric = |e: &Expr| {
-                e.get_type(schema)
-                    .is_ok_and(|t| t.is_numeric() || t == DataType::Null)
-            };
-            if numeric(&b.left) && numeric(&b.right) {
-                let l = cast((*b.left).clone(), DataType::Float64);
-                let r = cast((*b.right).clone(), DataType::Float64);
-                // A denominator written `nullif(x, 0)` already states the rule.
-                let r = if is_nullif_zero(&b.right) {
-                    r
-                } else {
-                    nullif(r, lit(0f64))
-                };
-                return Ok(Transformed::yes(binary_expr(l, Operator::Divide, r)));
-            }
-        }
-        Ok(Transformed::no(x))
-    })
-    .map(|t| t.data)
-    .expect("infallible rewrite")
-}
-
-/// Whether `e` is `nullif(x, 0)` (any numeric zero).
-fn is_nullif_zero(e: &Expr) -> bool {
-    let Expr::ScalarFunction(f) = e else {
-        return false;
-    };
-    f.name() == "nullif"
-        && matches!(f.args.get(1), Some(Expr::Literal(v, _))
-            if v.cast_to(&DataType::Float64).ok() == Some(ScalarValue::Float64(Some(0.0))))
-}
+pub const MIN_INSTANT: i64 = -62_135_596_800_000_000;
 
 fn plan_in(ctx: &SessionContext, sql: &Sql, scope: &Scope<'_>) -> Result<Expr, Diags> {
     let e = snippet::plan(&ctx.state(), sql, scope).map_err(|d| vec![d])?;
@@ -140,76 +143,59 @@ fn plan_in(ctx: &SessionContext, sql: &Sql, scope: &Scope<'_>) -> Result<Expr, D
     Ok(exact_float_sums(safe_division(e, &schema), &schema))
 }
 
-/// The type float sums and averages accumulate in: exact, so independent of the order
-/// in which parallel partitions arrive (76 digits, 38 after the point).
-fn exact_type() -> DataType {
-    DataType::Decimal256(76, 38)
-}
-
-/// Makes `sum` and `avg` of floats deterministic to the last bit: a float sum depends on
-/// the order of its additions, which parallel execution does not fix, so the values are
-/// accumulated as 256-bit decimals (exact for any realistic magnitude) and the result
-/// converted back to `DOUBLE`. The same data gives the same bytes in every layout and run.
-pub fn exact_float_sums(e: Expr, schema: &DFSchema) -> Expr {
-    use datafusion::logical_expr::expr::AggregateFunction;
-    e.transform_up(|x| {
-        if let Expr::AggregateFunction(AggregateFunction { func, params }) = &x
-            && matches!(func.name(), "sum" | "avg")
-            && params.args.len() == 1
-            && matches!(
-                params.args[0].get_type(schema),
-                Ok(DataType::Float64 | DataType::Float32)
-            )
-        {
-            let arg = cast(params.args[0].clone(), exact_type());
-            let exact = AggregateFunction::new_udf(
-                func.clone(),
-                vec![arg],
-                params.distinct,
-                params.filter.clone(),
-                params.order_by.clone(),
-                params.null_treatment,
-            );
-            return Ok(Transformed::yes(cast(
-                Expr::AggregateFunction(exact),
-                DataType::Float64,
-            )));
-        }
-        Ok(Transformed::no(x))
-    })
-    .map(|t| t.data)
-    .expect("infallible rewrite")
-}
-
-fn uses_period(e: &Expr) -> bool {
+pub(super) fn uses_period(e: &Expr) -> bool {
     e.column_refs()
         .iter()
         .any(|c| c.relation.as_ref().is_some_and(|r| r.table() == PERIOD))
 }
 
-fn and_all(exprs: impl IntoIterator<Item = Expr>) -> Option<Expr> {
+pub(super) fn and_all(exprs: impl IntoIterator<Item = Expr>) -> Option<Expr> {
     exprs.into_iter().reduce(Expr::and)
 }
 
-/// Builds the stage of aggregate metric `id`.
-pub async fn build(
-    ctx: &SessionContext,
-    root: &DataRoot,
-    cat: &Catalog,
-    id: MetricId,
-    req: &Request<'_>,
-) -> Result<Stage, Diags> {
-    let m = &cat.metrics[id];
-    let Kind::Aggregate(agg) = &m.kind else {
-        unreachable!("stages are built for aggregate metrics")
-    };
-    let mut used = relation::Used::default();
-    let model = cat.model(&agg.source);
-    let all_dims: Vec<&crate::validate::Dimension> = model
-        .iter()
+/// A metric's SQL, planned against its rows.
+struct Planned {
+    dims: Vec<(String, Expr)>,
+    /// Filters on rows alone (`--where` included).
+    row_filters: Vec<Expr>,
+    /// Filters that read the period's bounds.
+    period_filters: Vec<Expr>,
+    time: Option<Expr>,
+    active: Option<Expr>,
+    /// The entity's name and expression.
+    entity: Option<(String, Expr)>,
+    entity_columns: Vec<(String, Expr)>,
+    /// The formula over rows; `None` when it reads entity columns.
+    formula: Option<Expr>,
+}
+
+impl Planned {
+    /// Whether rows need their period's bounds, and so a windowed or state plan.
+    fn needs_period(&self, agg: &Aggregate) -> bool {
+        agg.window.is_some()
+            || agg.at.is_some()
+            || self.time.is_none()
+            || !self.period_filters.is_empty()
+            || self.formula.as_ref().is_some_and(uses_period)
+            || self.entity_columns.iter().any(|(_, e)| uses_period(e))
+    }
+}
+
+/// The dimensions a metric carries, its model's first, then its own.
+fn all_dimensions<'c>(
+    cat: &'c Catalog,
+    agg: &'c Aggregate,
+) -> impl Iterator<Item = &'c crate::validate::Dimension> {
+    cat.model(&agg.source)
+        .into_iter()
         .flat_map(|m| m.dimensions.iter())
         .chain(&agg.dimensions)
-        .collect();
+}
+
+/// The columns a metric's rows must carry: those its SQL reads, and the dimensions it is
+/// sliced or filtered by.
+fn used_columns(cat: &Catalog, agg: &Aggregate, req: &Request<'_>) -> relation::Used {
+    let mut used = relation::Used::default();
     // An entity formula reads entity columns, not the source's.
     let formula_reads_rows = agg.entity.is_none().then_some(&agg.formula);
     for sql in agg
@@ -223,236 +209,369 @@ pub async fn build(
     {
         used.add(sql);
     }
-    for d in &all_dims {
+    for d in all_dimensions(cat, agg) {
         if req.dims.contains(&d.name.value) || req.filter.is_some() {
             used.add(&d.sql);
         }
     }
-    if let Some(a) = model.and_then(|m| m.active.as_ref()) {
+    if let Some(a) = cat.model(&agg.source).and_then(|m| m.active.as_ref()) {
         used.add(a);
     }
-    let rel = relation::build(ctx, root, cat, m, agg, Some(&used)).await?;
+    used
+}
+
+fn plan_metric(
+    ctx: &SessionContext,
+    cat: &Catalog,
+    agg: &Aggregate,
+    rel: &Relation,
+    req: &Request<'_>,
+) -> Result<Planned, Diags> {
     let scope = rel.scope();
-    let dims = dimensions(ctx, cat, agg, &rel, req.dims)?;
-    let filter = match req.filter {
-        Some(w) => {
-            // `--where` may name any dimension of the metric, sliced by or not.
-            let model = cat.model(&agg.source);
-            let all: Vec<String> = model
-                .iter()
-                .flat_map(|m| m.dimensions.iter())
-                .chain(&agg.dimensions)
-                .map(|d| d.name.value.clone())
-                .collect();
-            let all = dimensions(ctx, cat, agg, &rel, &all)?;
-            Some(where_on_dims(ctx, w, &all, &rel)?)
-        }
-        None => None,
-    };
+    let plan = |sql: &Sql| plan_in(ctx, sql, &scope);
+    let dims = dimensions(ctx, cat, agg, rel, req.dims)?;
     let mut row_filters = Vec::new();
     let mut period_filters = Vec::new();
     for f in &agg.filters {
-        let e = plan_in(ctx, f, &scope)?;
+        let e = plan(f)?;
         if uses_period(&e) {
             period_filters.push(e)
         } else {
             row_filters.push(e)
         }
     }
-    row_filters.extend(filter);
-    let time = match &agg.time {
-        Some(t) => Some(plan_in(ctx, t, &scope)?),
-        None => None,
-    };
+    if let Some(w) = req.filter {
+        // `--where` may name any dimension of the metric, sliced by or not.
+        let names: Vec<String> = all_dimensions(cat, agg)
+            .map(|d| d.name.value.clone())
+            .collect();
+        let all = dimensions(ctx, cat, agg, rel, &names)?;
+        row_filters.push(where_on_dims(ctx, w, &all, rel)?);
+    }
     let active = match (
         agg.at,
         cat.model(&agg.source).and_then(|m| m.active.as_ref()),
     ) {
-        (Some(_), Some(a)) => Some(plan_in(ctx, a, &scope)?),
+        (Some(_), Some(a)) => Some(plan(a)?),
         _ => None,
     };
-    // The formula (or entity columns) decide whether rows need the period's bounds.
-    let formula_sql = &agg.formula;
     let entity = match &agg.entity {
-        Some(e) => Some(plan_in(ctx, e, &scope)?),
+        Some(e) => Some((e.text.value.trim().to_string(), plan(e)?)),
         None => None,
     };
-    let mut entity_cols = Vec::new();
+    let mut entity_columns = Vec::new();
     for (name, sql) in &agg.entity_columns {
-        entity_cols.push((name.clone(), plan_in(ctx, sql, &scope)?));
+        entity_columns.push((name.clone(), plan(sql)?));
     }
-    let formula = if entity.is_none() {
-        Some(plan_in(ctx, formula_sql, &scope)?)
-    } else {
-        None
+    let formula = match entity {
+        None => Some(plan(&agg.formula)?),
+        Some(_) => None,
     };
-    let needs_period = agg.window.is_some()
-        || agg.at.is_some()
-        || time.is_none()
-        || !period_filters.is_empty()
-        || formula.as_ref().is_some_and(uses_period)
-        || entity_cols.iter().any(|(_, e)| uses_period(e));
-    let first = req.periods.first().expect("at least one period");
-    let last = req.periods.last().expect("at least one period");
-    let cal = req.calendar;
+    Ok(Planned {
+        dims,
+        row_filters,
+        period_filters,
+        time: agg.time.as_ref().map(&plan).transpose()?,
+        active,
+        entity,
+        entity_columns,
+        formula,
+    })
+}
 
-    let (rows, start, shape) = if !needs_period {
-        let t = time.clone().expect("bucketed stages have a time");
-        let mut preds = row_filters;
-        preds.push(t.clone().gt_eq(ts(first.start)));
-        preds.push(t.clone().lt(ts(last.end)));
-        let rows = LogicalPlanBuilder::from(rel.plan.clone())
-            .filter(and_all(preds).expect("non-empty"))
-            .map_err(df)?;
-        let bucket = bucket_expr(t, cal);
-        (
-            rows,
-            bucket,
-            format!("rows bucketed by {} with date_trunc", cal.grain),
-        )
-    } else {
-        let windows: Vec<(Period, i64)> = req
-            .periods
-            .iter()
-            .map(|p| (*p, cal.window_start(*p, agg.window).unwrap_or(MIN_INSTANT)))
-            .collect();
-        let spine = spine(
-            ctx,
-            &format!("__periods_{}", m.name.replace('.', "__")),
-            &windows,
-            agg.at,
-        )
-        .await?;
-        let mut preds = row_filters;
-        let mut cond = period_filters;
-        if let Some(t) = &time {
-            let lo = windows.iter().map(|w| w.1).min().unwrap_or(MIN_INSTANT);
-            if lo > MIN_INSTANT {
-                preds.push(t.clone().gt_eq(ts(lo)));
-            }
-            preds.push(t.clone().lt(ts(last.end)));
-            cond.push(t.clone().gt_eq(col(Column::new(Some(PERIOD), "wstart"))));
-            cond.push(t.clone().lt(col(Column::new(Some(PERIOD), "end"))));
-        }
-        if let Some(a) = active {
-            cond.push(a);
-        }
-        let mut rows = LogicalPlanBuilder::from(rel.plan.clone());
-        if let Some(p) = and_all(preds) {
-            rows = rows.filter(p).map_err(df)?;
-        }
-        let on = and_all(cond).unwrap_or(lit(true));
-        let rows = rows.join_on(spine, JoinType::Inner, vec![on]).map_err(df)?;
-        let shape = match (agg.at, agg.window) {
-            (Some(at), _) => format!(
-                "rows active at each period's {}",
-                if at == crate::spec::At::Start {
-                    "start"
-                } else {
-                    "end"
-                }
-            ),
-            (None, Some(w)) => format!("rows joined to each period's window ({w})"),
-            _ => "rows joined to each period's bounds".to_string(),
-        };
-        (rows, col(Column::new(Some(PERIOD), "start")), shape)
+/// Builds the part of aggregate metric `id`.
+pub async fn build(
+    ctx: &SessionContext,
+    root: &crate::source::DataRoot,
+    cat: &Catalog,
+    id: MetricId,
+    req: &Request<'_>,
+) -> Result<Part, Diags> {
+    let m = &cat.metrics[id];
+    let Kind::Aggregate(agg) = &m.kind else {
+        unreachable!("stages are built for aggregate metrics")
     };
-
-    let mut group: Vec<Expr> = vec![start.alias(START)];
-    group.extend(dims.iter().map(|(n, e)| e.clone().alias(n.as_str())));
-    let prefix = format!("{}__", m.name.replace('.', "__"));
+    let used = used_columns(cat, agg, req);
+    let rel = relation::build(ctx, root, cat, m, agg, Some(&used)).await?;
+    let p = plan_metric(ctx, cat, agg, &rel, req)?;
+    let prefix = format!("{}__", ident(&m.name));
     // `empty:` needs to tell a period without rows from one whose formula is NULL.
     let rows_col = m.spec.empty.as_ref().map(|_| format!("{prefix}rows"));
-    let with_rows = |mut aggs: Vec<Expr>| {
-        if let Some(r) = &rows_col {
-            aggs.push(datafusion::functions_aggregate::expr_fn::count(lit(1)).alias(r.as_str()));
-        }
-        aggs
-    };
-    match entity {
-        None => {
-            let split =
-                Split::new(&formula.expect("no entity: formula planned"), &prefix).map_err(df)?;
-            let plan = aggregate_renamed(rows, group, with_rows(split.aggregates.clone()))
-                .and_then(|b| b.build())
-                .map_err(df)?;
-            Ok(Stage {
+    let first = req.periods.first().expect("at least one period");
+    let last = req.periods.last().expect("at least one period");
+    let range = (first.start, last.end);
+    let table = format!("__stage_{}", ident(&m.name));
+
+    if !p.needs_period(agg) && p.entity.is_none() {
+        let time = p.time.clone().expect("bucketed stages have a time");
+        let split =
+            Split::new(p.formula.as_ref().expect("no entity"), &prefix).map_err(plan_error)?;
+        let mut aggregates = split.aggregates.clone();
+        aggregates.extend(row_count(&rows_col));
+        let key = format!(
+            "{}\n{time}\n{:?}",
+            rel.plan.display_indent(),
+            p.dims
+                .iter()
+                .map(|(n, e)| format!("{n}={e}"))
+                .collect::<Vec<_>>()
+        );
+        return Ok(Part {
+            stage: Stage {
                 metric: id,
-                plan,
+                table,
                 names: split.names,
                 additive: split.additive,
                 post: split.post,
-                shape,
+                shape: format!("rows bucketed by {}", req.calendar.grain),
                 rows: rows_col,
-            })
-        }
-        Some(e) => {
-            let ename = agg
-                .entity
-                .as_ref()
-                .map(|s| s.text.value.trim().to_string())
-                .unwrap_or_default();
+            },
+            plan: PartPlan::Bucketed(Bucketed {
+                key,
+                rows: rel.plan.clone(),
+                time,
+                calendar: req.calendar,
+                dims: p.dims,
+                filters: p.row_filters,
+                range,
+                aggregates,
+            }),
+        });
+    }
+
+    let keys: Vec<(String, Expr)> = p.dims.iter().cloned().chain(p.entity.clone()).collect();
+    // The first aggregation: the formula's aggregates, or the entity columns'.
+    let (first_aggs, finals): (Vec<Expr>, Vec<Expr>) = match &p.entity {
+        None => (vec![], vec![]),
+        Some(_) => {
             let mut aggs = Vec::new();
             let mut finals = Vec::new();
-            for (i, (name, expr)) in entity_cols.iter().enumerate() {
-                let split = Split::new(expr, &format!("__e{i}_")).map_err(df)?;
+            for (i, (name, expr)) in p.entity_columns.iter().enumerate() {
+                let split = Split::new(expr, &format!("__e{i}_")).map_err(plan_error)?;
                 aggs.extend(split.aggregates.clone());
-                finals.push(split.post_filled().map_err(df)?.alias(name.as_str()));
+                finals.push(
+                    split
+                        .post_filled()
+                        .map_err(plan_error)?
+                        .alias(name.as_str()),
+                );
             }
-            let mut g = group.clone();
-            g.push(e.alias(ename.as_str()));
+            (aggs, finals)
+        }
+    };
+    let formula_split = match &p.formula {
+        Some(f) => Some(Split::new(f, &prefix).map_err(plan_error)?),
+        None => None,
+    };
+    let first_aggs = match &formula_split {
+        Some(s) => {
+            let mut a = s.aggregates.clone();
+            a.extend(row_count(&rows_col));
+            a
+        }
+        None => first_aggs,
+    };
+    let (first_level, shape) =
+        first_aggregation(ctx, m, agg, &p, &rel, req, &keys, first_aggs).await?;
+    let (plan, split, shape) = match (&p.entity, formula_split) {
+        (None, Some(split)) => (first_level.build().map_err(plan_error)?, split, shape),
+        (Some((ename, _)), _) => {
             let mut keep: Vec<Expr> = vec![col(START)];
-            keep.extend(dims.iter().map(|(n, _)| col(n.as_str())));
+            keep.extend(p.dims.iter().map(|(n, _)| col(n.as_str())));
             keep.push(col(ename.as_str()));
             keep.extend(finals);
-            let per_entity = aggregate_renamed(rows, g, aggs)
-                .and_then(|b| b.project(keep))
+            let per_entity = first_level
+                .project(keep)
                 .and_then(|b| b.build())
-                .map_err(df)?;
+                .map_err(plan_error)?;
             let none = Default::default();
-            let escope = Scope {
+            let entity_scope = Scope {
                 schema: per_entity.schema(),
                 first: "",
                 first_columns: &none,
             };
-            let f = plan_in(ctx, formula_sql, &escope)?;
-            let split = Split::new(&f, &prefix).map_err(df)?;
-            let mut g2: Vec<Expr> = vec![col(START)];
-            g2.extend(dims.iter().map(|(n, _)| col(n.as_str())));
-            let plan = aggregate_renamed(
-                LogicalPlanBuilder::from(per_entity),
-                g2,
-                with_rows(split.aggregates.clone()),
-            )
-            .and_then(|b| b.build())
-            .map_err(df)?;
-            Ok(Stage {
-                metric: id,
+            let f = plan_in(ctx, &agg.formula, &entity_scope)?;
+            let split = Split::new(&f, &prefix).map_err(plan_error)?;
+            let mut group: Vec<Expr> = vec![col(START)];
+            group.extend(p.dims.iter().map(|(n, _)| col(n.as_str())));
+            let mut aggs = split.aggregates.clone();
+            aggs.extend(row_count(&rows_col));
+            let plan = aggregate_renamed(LogicalPlanBuilder::from(per_entity), group, aggs)
+                .and_then(|b| b.build())
+                .map_err(plan_error)?;
+            (
                 plan,
-                names: split.names,
-                additive: split.additive,
-                post: split.post,
-                shape: format!("{shape}, per {ename}, then per period"),
-                rows: rows_col,
-            })
+                split,
+                format!("{shape}, per {ename}, then per period"),
+            )
+        }
+        (None, None) => unreachable!("a formula without an entity is planned"),
+    };
+    Ok(Part {
+        stage: Stage {
+            metric: id,
+            table,
+            names: split.names,
+            additive: split.additive,
+            post: split.post,
+            shape,
+            rows: rows_col,
+        },
+        plan: PartPlan::Alone(plan),
+    })
+}
+
+/// `count(1)` named `rows`, when the metric needs its rows counted.
+fn row_count(rows: &Option<String>) -> Option<Expr> {
+    rows.as_ref()
+        .map(|r| datafusion::functions_aggregate::expr_fn::count(lit(1)).alias(r.as_str()))
+}
+
+/// The first aggregation of a stage that is not fused: `aggs` grouped by the period's
+/// start (`__start`) and `keys`, with a short account of how.
+async fn first_aggregation(
+    ctx: &SessionContext,
+    m: &crate::validate::Metric,
+    agg: &Aggregate,
+    p: &Planned,
+    rel: &Relation,
+    req: &Request<'_>,
+    keys: &[(String, Expr)],
+    aggs: Vec<Expr>,
+) -> Result<(LogicalPlanBuilder, String), Diags> {
+    let cal = req.calendar;
+    let mut group: Vec<Expr> = vec![];
+    let group_keys = |start: Expr, group: &mut Vec<Expr>| {
+        group.push(start.alias(START));
+        group.extend(keys.iter().map(|(n, e)| e.clone().alias(n.as_str())));
+    };
+    let first = req.periods.first().expect("at least one period");
+    let last = req.periods.last().expect("at least one period");
+    if !p.needs_period(agg) {
+        // Bucketed, per entity.
+        let t = p.time.clone().expect("bucketed stages have a time");
+        let rows = filtered(rel, p.row_filters.clone(), &t, first.start, last.end)?;
+        group_keys(period_bucket(t, cal, first.start, last.end), &mut group);
+        let b = aggregate_renamed(rows, group, aggs).map_err(plan_error)?;
+        return Ok((b, format!("rows bucketed by {}", cal.grain)));
+    }
+    let windows: Vec<(Period, i64)> = req
+        .periods
+        .iter()
+        .map(|p| (*p, cal.window_start(*p, agg.window).unwrap_or(MIN_INSTANT)))
+        .collect();
+    let spine_name = format!("__periods_{}", ident(&m.name));
+    match (&p.time, agg.at) {
+        (Some(t), None) if p.period_filters.iter().all(|f| !uses_period_beyond(f, t)) => {
+            let lo = windows.iter().map(|w| w.1).min().unwrap_or(MIN_INSTANT);
+            let rows = filtered(rel, p.row_filters.clone(), t, lo, last.end)?;
+            let bounds = partials::boundaries(&windows);
+            let map = partials::interval_map(ctx, &spine_name, &windows, &bounds).await?;
+            let shape_of = |how: &str| match agg.window {
+                Some(w) => format!("{how} of the window ({w})"),
+                None => format!("{how} of each period's bounds"),
+            };
+            let rows_plan = rows.build().map_err(plan_error)?;
+            if p.period_filters.is_empty()
+                && let Some(b) =
+                    partials::merged(rows_plan.clone(), t, &bounds, map.clone(), keys, &aggs)?
+            {
+                return Ok((
+                    b,
+                    shape_of("per-interval partials merged over the intervals"),
+                ));
+            }
+            let joined = partials::rows_per_period(rows_plan, t, &bounds, map, &p.period_filters)?;
+            group_keys(col(Column::new(Some(PERIOD), "start")), &mut group);
+            let b = aggregate_renamed(joined, group, aggs).map_err(plan_error)?;
+            Ok((
+                b,
+                shape_of(
+                    "rows joined on their interval to every period (no partials: an aggregate that does not merge)",
+                ),
+            ))
+        }
+        _ => {
+            // State at an instant, or filters comparing other columns with the bounds.
+            let spine = spine(ctx, &spine_name, &windows, agg.at).await?;
+            let mut preds = p.row_filters.clone();
+            let mut cond = p.period_filters.clone();
+            if let Some(t) = &p.time {
+                let lo = windows.iter().map(|w| w.1).min().unwrap_or(MIN_INSTANT);
+                if lo > MIN_INSTANT {
+                    preds.push(t.clone().gt_eq(instant(lo)));
+                }
+                preds.push(t.clone().lt(instant(last.end)));
+                cond.push(t.clone().gt_eq(col(Column::new(Some(PERIOD), "wstart"))));
+                cond.push(t.clone().lt(col(Column::new(Some(PERIOD), "end"))));
+            }
+            cond.extend(p.active.clone());
+            let mut rows = LogicalPlanBuilder::from(rel.plan.clone());
+            if let Some(pr) = and_all(preds) {
+                rows = rows.filter(pr).map_err(plan_error)?;
+            }
+            let on = and_all(cond).unwrap_or(lit(true));
+            let rows = rows
+                .join_on(spine, JoinType::Inner, vec![on])
+                .map_err(plan_error)?;
+            group_keys(col(Column::new(Some(PERIOD), "start")), &mut group);
+            let b = aggregate_renamed(rows, group, aggs).map_err(plan_error)?;
+            let shape = match agg.at {
+                Some(at) => format!(
+                    "rows active at each period's {}",
+                    if at == At::Start { "start" } else { "end" }
+                ),
+                None => "rows joined to each period's bounds".to_string(),
+            };
+            Ok((b, shape))
         }
     }
 }
 
-/// `date_trunc(grain, t)` in the calendar's zone, as a UTC instant.
-fn bucket_expr(t: Expr, cal: Calendar) -> Expr {
-    let grain = lit(cal.grain.name());
-    if cal.tz == chrono_tz::UTC {
-        return date_trunc(grain, t);
+/// Whether a period filter reads columns other than the time column and the bounds (then
+/// rows must meet each period one by one).
+fn uses_period_beyond(f: &Expr, time: &Expr) -> bool {
+    let stripped = f
+        .clone()
+        .transform_up(|x| {
+            if &x == time {
+                Ok(Transformed::yes(lit(0i64)))
+            } else {
+                Ok(Transformed::no(x))
+            }
+        })
+        .map(|t| t.data)
+        .unwrap_or_else(|_| f.clone());
+    stripped
+        .column_refs()
+        .iter()
+        .any(|c| c.relation.as_ref().is_none_or(|r| r.table() != PERIOD))
+}
+
+/// The rows of `rel` passing `preds`, with time in `[lo, hi)` (`lo` unbounded at
+/// [`MIN_INSTANT`]).
+fn filtered(
+    rel: &Relation,
+    mut preds: Vec<Expr>,
+    time: &Expr,
+    lo: i64,
+    hi: i64,
+) -> Result<LogicalPlanBuilder, Diags> {
+    if lo > MIN_INSTANT {
+        preds.push(time.clone().gt_eq(instant(lo)));
     }
-    let local = cast(
-        t,
-        DataType::Timestamp(
-            datafusion::arrow::datatypes::TimeUnit::Microsecond,
-            Some(cal.tz.name().into()),
-        ),
-    );
-    cast(date_trunc(grain, local), utc_timestamp())
+    preds.push(time.clone().lt(instant(hi)));
+    LogicalPlanBuilder::from(rel.plan.clone())
+        .filter(and_all(preds).expect("non-empty"))
+        .map_err(plan_error)
+}
+
+/// The start of the period holding `t`, among every period of `cal` in `[lo, hi)`.
+pub(super) fn period_bucket(t: Expr, cal: Calendar, lo: i64, hi: i64) -> Expr {
+    let periods = cal.periods(lo, hi);
+    let mut bounds: Vec<i64> = periods.iter().map(|p| p.start).collect();
+    bounds.push(periods.last().map_or(hi, |p| p.end));
+    bucket_start(t, bounds)
 }
 
 /// The periods as a relation `__period(start, end, wstart, at)`, registered in `ctx` as
@@ -461,7 +580,7 @@ async fn spine(
     ctx: &SessionContext,
     name: &str,
     windows: &[(Period, i64)],
-    at: Option<crate::spec::At>,
+    at: Option<At>,
 ) -> Result<LogicalPlan, Diags> {
     let column = |f: &dyn Fn(&(Period, i64)) -> i64| -> ArrayRef {
         Arc::new(
@@ -470,7 +589,7 @@ async fn spine(
         )
     };
     let at_of = |(p, _): &(Period, i64)| {
-        if at == Some(crate::spec::At::Start) {
+        if at == Some(At::Start) {
             p.start
         } else {
             p.end
@@ -490,20 +609,25 @@ async fn spine(
             column(&at_of),
         ],
     )
-    .map_err(|e| df(e.into()))?;
+    .map_err(|e| plan_error(e.into()))?;
     register_memory(ctx, name, batch)?;
-    let scan = ctx.table(name).await.map_err(df)?.into_unoptimized_plan();
+    let scan = ctx
+        .table(name)
+        .await
+        .map_err(plan_error)?
+        .into_unoptimized_plan();
     LogicalPlanBuilder::from(scan)
         .alias(PERIOD)
         .and_then(|b| b.build())
-        .map_err(df)
+        .map_err(plan_error)
 }
 
 /// Registers (or replaces) an in-memory table.
 pub fn register_memory(ctx: &SessionContext, name: &str, batch: RecordBatch) -> Result<(), Diags> {
-    let table = MemTable::try_new(batch.schema(), vec![vec![batch]]).map_err(df)?;
+    let table = MemTable::try_new(batch.schema(), vec![vec![batch]]).map_err(plan_error)?;
     let _ = ctx.deregister_table(name);
-    ctx.register_table(name, Arc::new(table)).map_err(df)?;
+    ctx.register_table(name, Arc::new(table))
+        .map_err(plan_error)?;
     Ok(())
 }
 
@@ -515,15 +639,9 @@ fn dimensions(
     rel: &Relation,
     names: &[String],
 ) -> Result<Vec<(String, Expr)>, Diags> {
-    let model = cat.model(&agg.source);
     let mut out = Vec::new();
     for n in names {
-        let d = agg
-            .dimensions
-            .iter()
-            .chain(model.iter().flat_map(|m| m.dimensions.iter()))
-            .find(|d| &d.name.value == n);
-        let Some(d) = d else {
+        let Some(d) = all_dimensions(cat, agg).find(|d| &d.name.value == n) else {
             return Err(vec![Diagnostic::error(
                 Code::UnknownDimension,
                 format!("no dimension `{n}` on `{}`", agg.source),
@@ -543,10 +661,10 @@ fn where_on_dims(
 ) -> Result<Expr, Diags> {
     let mut fields = Vec::new();
     for (n, e) in dims {
-        let t = e.get_type(rel.plan.schema()).map_err(df)?;
+        let t = e.get_type(rel.plan.schema()).map_err(plan_error)?;
         fields.push(Field::new(n, t, true));
     }
-    let schema = DFSchema::try_from(Arc::new(Schema::new(fields))).map_err(df)?;
+    let schema = DFSchema::try_from(Arc::new(Schema::new(fields))).map_err(plan_error)?;
     let none = Default::default();
     let e = plan_in(
         ctx,

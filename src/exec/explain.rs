@@ -8,9 +8,8 @@ use datafusion::datasource::MemTable;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::displayable;
 
-use super::{Program, RunError, assembly, exec_error, execute};
-use crate::compile::assemble::stage_table;
-use crate::compile::snippet_error;
+use super::{Program, RunError, assembly, exec_error, scan_label};
+use crate::compile::{Scan, snippet_error};
 use crate::validate::Catalog;
 
 /// What `kpi explain` shows.
@@ -37,29 +36,30 @@ pub async fn explain(
         ps.last().map(|x| x.date.to_string()).unwrap_or_default(),
         p.calendar.tz.name()
     ));
+    out.push_str(&scan_counts(p));
     let mut plans: Vec<(String, String, LogicalPlan)> = Vec::new();
-    for m in &p.order {
-        let s = &p.stages[m];
+    for s in &p.scans {
         plans.push((
-            format!("stage `{}`", cat.metrics[*m].name),
+            format!("scan of {}", scan_label(s, cat)),
             s.shape.clone(),
             s.plan.clone(),
         ));
-        // Stand in for the stage's result so the assembly can be planned without running it.
-        if !opts.analyze {
-            register_empty(p, cat, *m)?;
-        }
+        // Stand in for the scan's result so the assembly can be planned without running it.
+        register_empty(p, s)?;
     }
-    if opts.analyze {
-        let _ = execute(p, cat, &mut |_, _, _| {}).await?;
-    }
-    let asm = assembly(p, cat).await?;
     plans.push((
         "assembly".to_string(),
         "periods × dimension values, stages joined, formulas computed".to_string(),
-        asm,
+        assembly(p, cat).await?,
     ));
-    for (title, shape, plan) in plans {
+    let last = plans.len() - 1;
+    for (i, (title, shape, plan)) in plans.into_iter().enumerate() {
+        // The assembly reads the scans' results: plan it again once they are registered.
+        let plan = if i == last && opts.analyze {
+            assembly(p, cat).await?
+        } else {
+            plan
+        };
         out.push_str(&format!("── {title}: {shape}\n\n"));
         out.push_str(&format!("SQL:\n{}\n\n", sql_of(&plan)));
         let optimized = state.optimize(&plan).map_err(|e| exec_error(&title, &e))?;
@@ -67,29 +67,38 @@ pub async fn explain(
             "Optimized logical plan:\n{}\n\n",
             optimized.display_indent()
         ));
-        if opts.physical || opts.analyze {
-            let physical = state
-                .create_physical_plan(&optimized)
-                .await
-                .map_err(|e| exec_error(&title, &e))?;
-            if opts.analyze {
-                let ctx = p.ctx.task_ctx();
-                let _ = datafusion::physical_plan::collect(physical.clone(), ctx)
-                    .await
-                    .map_err(|e| exec_error(&title, &e))?;
-                out.push_str(&format!(
-                    "Physical plan with metrics:\n{}\n",
-                    displayable(physical.as_ref()).indent(true)
-                ));
-                let _ = physical.metrics();
-                out.push_str(&format!("{}\n", metrics_tree(physical.as_ref(), 0)));
-            } else {
-                out.push_str(&format!(
-                    "Physical plan:\n{}\n",
-                    displayable(physical.as_ref()).indent(true)
-                ));
-            }
+        if !(opts.physical || opts.analyze) {
+            continue;
         }
+        let physical = state
+            .create_physical_plan(&optimized)
+            .await
+            .map_err(|e| exec_error(&title, &e))?;
+        if !opts.analyze {
+            out.push_str(&format!(
+                "Physical plan:\n{}\n",
+                displayable(physical.as_ref()).indent(true)
+            ));
+            continue;
+        }
+        let started = std::time::Instant::now();
+        let batches = datafusion::physical_plan::collect(physical.clone(), p.ctx.task_ctx())
+            .await
+            .map_err(|e| exec_error(&title, &e))?;
+        let took = started.elapsed();
+        if let Some(s) = p.scans.get(i) {
+            register_result(p, s, batches)?;
+        }
+        out.push_str(&format!(
+            "Ran in {:.3} s.{}\n\n",
+            took.as_secs_f64(),
+            reads(physical.as_ref())
+        ));
+        out.push_str(&format!(
+            "Physical plan with metrics:\n{}\n",
+            displayable(physical.as_ref()).indent(true)
+        ));
+        out.push_str(&format!("{}\n", metrics_tree(physical.as_ref(), 0)));
     }
     Ok(out)
 }
@@ -135,25 +144,64 @@ fn pretty_sql(sql: &str) -> String {
 /// running anything (stage results are stood in for by empty tables of their schema).
 pub async fn compiled_sql(p: &Program, cat: &Catalog) -> Result<Vec<(String, String)>, RunError> {
     let mut out = Vec::new();
-    for m in &p.order {
-        let s = &p.stages[m];
-        out.push((format!("stage `{}`", cat.metrics[*m].name), sql_of(&s.plan)));
-        register_empty(p, cat, *m)?;
+    for s in &p.scans {
+        out.push((format!("scan of {}", scan_label(s, cat)), sql_of(&s.plan)));
+        register_empty(p, s)?;
     }
     let asm = assembly(p, cat).await?;
     out.push(("assembly".to_string(), sql_of(&asm)));
     Ok(out)
 }
 
-fn register_empty(
+fn register_empty(p: &Program, s: &Scan) -> Result<(), RunError> {
+    register_result(p, s, vec![])
+}
+
+fn register_result(
     p: &Program,
-    cat: &Catalog,
-    m: crate::validate::MetricId,
+    s: &Scan,
+    batches: Vec<datafusion::arrow::record_batch::RecordBatch>,
 ) -> Result<(), RunError> {
-    let schema = Arc::new(p.stages[&m].plan.schema().as_arrow().clone());
-    let table = MemTable::try_new(schema, vec![vec![]]).map_err(|e| exec_error("explain", &e))?;
-    let _ = p.ctx.register_table(stage_table(cat, m), Arc::new(table));
+    let schema = Arc::new(s.plan.schema().as_arrow().clone());
+    let table = MemTable::try_new(schema, vec![batches]).map_err(|e| exec_error("explain", &e))?;
+    let _ = p.ctx.deregister_table(s.table.as_str());
+    let _ = p.ctx.register_table(s.table.as_str(), Arc::new(table));
     Ok(())
+}
+
+/// How many plans read each table: `orders: 3 scans (of 9 metrics)`.
+fn scan_counts(p: &Program) -> String {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    let mut counts: std::collections::BTreeMap<String, (usize, usize)> = Default::default();
+    for s in &p.scans {
+        let mut seen: Vec<String> = Vec::new();
+        let _ = s.plan.apply(|node| {
+            if let LogicalPlan::TableScan(t) = node {
+                let name = t.table_name.table().to_string();
+                if !name.starts_with("__") && !seen.contains(&name) {
+                    seen.push(name);
+                }
+            }
+            Ok(TreeNodeRecursion::Continue)
+        });
+        for name in seen {
+            let c = counts.entry(name).or_default();
+            c.0 += 1;
+            c.1 += s.members.len();
+        }
+    }
+    let mut out = format!(
+        "plans: {} for {} metric(s)\n",
+        p.scans.len(),
+        p.stages.len()
+    );
+    for (t, (scans, metrics)) in counts {
+        out.push_str(&format!(
+            "  {t}: read by {scans} plan(s), for {metrics} metric(s)\n"
+        ));
+    }
+    out.push('\n');
+    out
 }
 
 fn sql_of(plan: &LogicalPlan) -> String {
@@ -161,4 +209,34 @@ fn sql_of(plan: &LogicalPlan) -> String {
         Ok(sql) => pretty_sql(&sql.to_string()),
         Err(e) => format!("(not expressible in SQL: {})", snippet_error(&e)),
     }
+}
+
+/// What the plan's file scans read against what they skipped: files, row groups and
+/// pages pruned by statistics, and rows read.
+fn reads(plan: &dyn datafusion::physical_plan::ExecutionPlan) -> String {
+    fn walk(
+        plan: &dyn datafusion::physical_plan::ExecutionPlan,
+        acc: &mut std::collections::BTreeMap<String, usize>,
+    ) {
+        if plan.name() == "DataSourceExec"
+            && let Some(m) = plan.metrics()
+        {
+            for metric in m.aggregate_by_name().iter() {
+                let name = metric.value().name().to_string();
+                if name.contains("pruned") || name.contains("matched") || name == "output_rows" {
+                    *acc.entry(name).or_default() += metric.value().as_usize();
+                }
+            }
+        }
+        for c in plan.children() {
+            walk(c.as_ref(), acc);
+        }
+    }
+    let mut acc = Default::default();
+    walk(plan, &mut acc);
+    if acc.is_empty() {
+        return String::new();
+    }
+    let parts: Vec<String> = acc.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    format!(" Files read: {}", parts.join(", "))
 }

@@ -18,9 +18,10 @@ use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder};
 use datafusion::prelude::SessionContext;
 
 use crate::compile;
-use crate::compile::assemble::{self, Layout, OutputColumn, stage_table};
+use crate::compile::assemble::{self, Layout, OutputColumn};
 use crate::compile::period::{Calendar, Period, parse_instant};
-use crate::compile::stage::{self, Request, Stage};
+use crate::compile::stage::{self, Request};
+use crate::compile::{Scan, Stage};
 use crate::diag::{Diagnostic, SourceDb, did_you_mean};
 use crate::source::{DataRoot, SourceError};
 use crate::spec::{Grain, Text, Unit};
@@ -53,6 +54,8 @@ pub struct RunRequest {
     pub filter: Option<String>,
     pub tz: Option<String>,
     pub compare: Option<Compare>,
+    /// How the plans run.
+    pub engine: compile::Engine,
 }
 
 /// Why a run failed.
@@ -130,7 +133,10 @@ pub struct Program {
     pub calendar: Calendar,
     pub periods: Vec<Period>,
     pub dims: Vec<String>,
+    /// How each metric reads its aggregates back.
     pub stages: HashMap<MetricId, Stage>,
+    /// The plans to run, each computing one or more stages.
+    pub scans: Vec<Scan>,
     pub order: Vec<MetricId>,
     pub columns: Vec<OutputColumn>,
     pub units: Vec<Option<Unit>>,
@@ -293,7 +299,7 @@ pub async fn prepare(
             units.push(Some(Unit::Percent));
         }
     }
-    let ctx = compile::session();
+    let ctx = compile::session_with(&req.engine).map_err(RunError::Execution)?;
     let needed = assemble::needs(cat, &columns);
     let mut order: Vec<MetricId> = Vec::new();
     for (m, _) in &needed {
@@ -333,7 +339,7 @@ pub async fn prepare(
             periods.len()
         )));
     }
-    let mut stages = HashMap::new();
+    let mut parts = Vec::new();
     let mut diags = Vec::new();
     for &m in &order {
         let mut ps: Vec<Period> = Vec::new();
@@ -351,9 +357,7 @@ pub async fn prepare(
             filter: filter.as_ref(),
         };
         match stage::build(&ctx, root, cat, m, &r).await {
-            Ok(s) => {
-                stages.insert(m, s);
-            }
+            Ok(part) => parts.push(part),
             Err(d) => diags.extend(d),
         }
     }
@@ -367,12 +371,14 @@ pub async fn prepare(
         }
         return Err(RunError::Diagnostics(unique));
     }
+    let (scans, stages) = compile::fuse(parts).map_err(RunError::Diagnostics)?;
     Ok(Program {
         ctx,
         calendar,
         periods,
         dims: req.by.clone(),
         stages,
+        scans,
         order,
         columns,
         units,
@@ -455,6 +461,12 @@ async fn collect(
 }
 
 pub(crate) fn exec_error(what: &str, e: &datafusion::error::DataFusionError) -> RunError {
+    if let datafusion::error::DataFusionError::ResourcesExhausted(detail) = e.find_root() {
+        return RunError::Execution(format!(
+            "computing `{what}` needs more memory than the limit allows: {detail}\n  \
+             (raise --memory-limit, or run fewer metrics or a shorter range at once)"
+        ));
+    }
     let msg = e.to_string();
     let msg = msg
         .trim_start_matches("External error: ")
@@ -462,30 +474,45 @@ pub(crate) fn exec_error(what: &str, e: &datafusion::error::DataFusionError) -> 
     RunError::Execution(format!("computing `{what}`: {msg}"))
 }
 
-/// Runs every stage, then the assembly. `progress` hears each stage's name as it starts.
+/// The metrics a scan computes, for messages: `a`, or `a, b and 3 more`.
+pub fn scan_label(scan: &Scan, cat: &Catalog) -> String {
+    let names: Vec<&str> = scan
+        .members
+        .iter()
+        .map(|m| cat.metrics[*m].name.as_str())
+        .collect();
+    match names.as_slice() {
+        [one] => one.to_string(),
+        [a, b] => format!("{a} and {b}"),
+        [a, b, rest @ ..] => format!("{a}, {b} and {} more", rest.len()),
+        [] => String::new(),
+    }
+}
+
+/// Runs every scan, then the assembly. `progress` hears each scan's metrics as it starts.
 pub async fn execute(
     p: &Program,
     cat: &Catalog,
     progress: &mut dyn FnMut(usize, usize, &str),
 ) -> Result<RunOutput, RunError> {
-    for (i, m) in p.order.iter().enumerate() {
-        let name = &cat.metrics[*m].name;
-        progress(i + 1, p.order.len(), name);
-        let stage = &p.stages[m];
-        let batches = collect(&p.ctx, stage.plan.clone(), name)
+    for (i, scan) in p.scans.iter().enumerate() {
+        let name = scan_label(scan, cat);
+        progress(i + 1, p.scans.len(), &name);
+        let batches = collect(&p.ctx, scan.plan.clone(), &name)
             .await
             .map_err(|e| match e {
                 RunError::Execution(msg) => RunError::Execution(format!(
                     "{msg}\n  (reading {})",
-                    sources(&stage.plan, &p.root)
+                    sources(&scan.plan, &p.root)
                 )),
                 other => other,
             })?;
-        let schema = Arc::new(stage.plan.schema().as_arrow().clone());
-        let table = MemTable::try_new(schema, vec![batches]).map_err(|e| exec_error(name, &e))?;
+        let schema = Arc::new(scan.plan.schema().as_arrow().clone());
+        let table = MemTable::try_new(schema, vec![batches]).map_err(|e| exec_error(&name, &e))?;
+        let _ = p.ctx.deregister_table(scan.table.as_str());
         p.ctx
-            .register_table(stage_table(cat, *m), Arc::new(table))
-            .map_err(|e| exec_error(name, &e))?;
+            .register_table(scan.table.as_str(), Arc::new(table))
+            .map_err(|e| exec_error(&name, &e))?;
     }
     let plan = assembly(p, cat).await?;
     let batches = collect(&p.ctx, plan.clone(), "the output").await?;

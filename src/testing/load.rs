@@ -299,6 +299,7 @@ impl Cx<'_> {
                 filter,
                 tz,
                 compare: None,
+                engine: Default::default(),
             },
             metrics,
             tables,
