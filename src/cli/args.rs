@@ -334,3 +334,23 @@ pub struct GenArgs {
     #[arg(long, default_value = "2026-01-01")]
     pub to: chrono::NaiveDate,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_take_decimal_and_binary_units() {
+        assert_eq!(parse_size("4GiB"), Ok(4 * 1024 * 1024 * 1024));
+        assert_eq!(parse_size("512MB"), Ok(512_000_000));
+        assert_eq!(parse_size("1.5 kib"), Ok(1536));
+        assert_eq!(parse_size("2048"), Ok(2048));
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("GiB").is_err());
+        assert!(
+            parse_size("3 XB")
+                .unwrap_err()
+                .contains("unknown size unit")
+        );
+    }
+}

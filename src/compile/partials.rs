@@ -223,13 +223,15 @@ fn split(a: &Expr, time: &Expr, j: usize) -> Option<Merge> {
         };
     let arg = || params.args.first().cloned();
     let (partial, merged) = match (func.name(), params.distinct) {
-        ("count", true) => (
-            with_row(count(lit(1)))?,
-            with_period(
-                count_distinct(col(DISTINCT)),
-                Some(col(p.as_str()).gt(lit(0i64))),
-            )?,
-        ),
+        ("count", true) => {
+            // Without a row filter every partial group holds the value; a bare distinct
+            // count is rewritten by DataFusion into a group-by that can spill.
+            let present = row_filter.as_ref().map(|_| col(p.as_str()).gt(lit(0i64)));
+            (
+                with_row(count(lit(1)))?,
+                with_period(count_distinct(col(DISTINCT)), present)?,
+            )
+        }
         ("count", false) => {
             let partial = Expr::AggregateFunction(AggregateFunction::new_udf(
                 func.clone(),

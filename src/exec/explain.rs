@@ -211,32 +211,33 @@ fn sql_of(plan: &LogicalPlan) -> String {
     }
 }
 
-/// What the plan's file scans read against what they skipped: files, row groups and
-/// pages pruned by statistics, and rows read.
+/// What the plan's file scans read against their totals: files and row groups left after
+/// pruning by statistics, rows and bytes read, one line per scan of files.
 fn reads(plan: &dyn datafusion::physical_plan::ExecutionPlan) -> String {
-    fn walk(
-        plan: &dyn datafusion::physical_plan::ExecutionPlan,
-        acc: &mut std::collections::BTreeMap<String, usize>,
-    ) {
+    fn walk(plan: &dyn datafusion::physical_plan::ExecutionPlan, out: &mut Vec<String>) {
         if plan.name() == "DataSourceExec"
             && let Some(m) = plan.metrics()
         {
-            for metric in m.aggregate_by_name().iter() {
-                let name = metric.value().name().to_string();
-                if name.contains("pruned") || name.contains("matched") || name == "output_rows" {
-                    *acc.entry(name).or_default() += metric.value().as_usize();
-                }
+            let m = m.aggregate_by_name();
+            let get = |name: &str| {
+                m.iter()
+                    .find(|x| x.value().name() == name)
+                    .map(|x| x.value().to_string())
+            };
+            if let Some(files) = get("files_ranges_pruned_statistics") {
+                out.push(format!(
+                    "\n  file scan: files {files}, row groups {}, rows read {}, bytes read {}",
+                    get("row_groups_pruned_statistics").unwrap_or_default(),
+                    get("output_rows").unwrap_or_default(),
+                    get("bytes_scanned").unwrap_or_default(),
+                ));
             }
         }
         for c in plan.children() {
-            walk(c.as_ref(), acc);
+            walk(c.as_ref(), out);
         }
     }
-    let mut acc = Default::default();
-    walk(plan, &mut acc);
-    if acc.is_empty() {
-        return String::new();
-    }
-    let parts: Vec<String> = acc.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    format!(" Files read: {}", parts.join(", "))
+    let mut out = Vec::new();
+    walk(plan, &mut out);
+    out.concat()
 }

@@ -158,7 +158,7 @@ fn without_data_only_definitions_are_compared() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("removed                  all_orders"), "{out}");
     assert!(
-        out.contains("+WHERE ((orders.\"status\" IN ('paid', 'refunded')"),
+        out.contains("FILTER (WHERE orders.\"status\" IN ('paid', 'refunded')) AS revenue__0"),
         "{out}"
     );
     assert!(!out.contains("values:"), "no values without --data: {out}");

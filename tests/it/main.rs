@@ -4,6 +4,7 @@ mod broken;
 mod catalogue;
 mod cli;
 mod diff;
+mod engine;
 mod errors;
 mod explain;
 mod fuzz;
