@@ -9,7 +9,8 @@ use std::collections::HashMap;
 use datafusion::logical_expr::{Expr, LogicalPlanBuilder};
 
 use super::aggregate::{aggregate_renamed, with_filter};
-use super::stage::{Bucketed, Part, PartPlan, START, Scan, Stage, and_all, instant, period_bucket};
+use super::stage::{Bucketed, Part, PartPlan, START, Scan, Stage, and_all, instant};
+use super::window::period_bucket;
 use super::{Diags, plan_error};
 use crate::validate::MetricId;
 
@@ -32,8 +33,8 @@ pub fn fuse(parts: Vec<Part>) -> Result<(Vec<Scan>, HashMap<MetricId, Stage>), D
                 stages.insert(part.stage.metric, part.stage);
             }
             PartPlan::Bucketed(b) => match groups.iter_mut().find(|(k, _)| k == &b.key) {
-                Some((_, members)) => members.push((part.stage, b)),
-                None => groups.push((b.key.clone(), vec![(part.stage, b)])),
+                Some((_, members)) => members.push((part.stage, *b)),
+                None => groups.push((b.key.clone(), vec![(part.stage, *b)])),
             },
         }
     }

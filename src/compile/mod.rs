@@ -27,6 +27,7 @@ mod relation;
 mod rewrite;
 mod snippet;
 pub mod stage;
+mod window;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -4,7 +4,8 @@
 //! by the local date it starts on, and its bounds are the instants of local midnight, so
 //! months and days keep their calendar meaning across daylight-saving changes. A local
 //! midnight that does not exist (a DST gap at midnight) is resolved exactly as DataFusion's
-//! `date_trunc` resolves it, so that rows bucketed by `date_trunc` land in these periods.
+//! `date_trunc` resolves it, so that these periods are the ones `date_trunc` would give
+//! (rows are bucketed by a search among these bounds, [`super::bucket`]).
 
 use chrono::{DateTime, Datelike, Days, Months, NaiveDate, NaiveDateTime, TimeDelta, TimeZone};
 use chrono_tz::Tz;

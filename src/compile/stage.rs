@@ -3,7 +3,7 @@
 //! periods are not produced here; the assembly ([`super::assemble`]) brings in every
 //! period and applies the empty-set rule.
 //!
-//! Three shapes:
+//! Three shapes (the last two in [`super::window`]):
 //! * **bucketed**, when a row belongs to exactly one period: each row's period is found
 //!   among the run's boundaries ([`super::bucket`]). Such parts are handed to
 //!   [`super::fuse`], which computes every metric over the same rows in one aggregate;
@@ -19,26 +19,23 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, TimestampMicrosecondArray};
 use datafusion::arrow::datatypes::{Field, Schema};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::tree_node::{Transformed, TreeNode};
-use datafusion::common::{Column, DFSchema, JoinType, ScalarValue};
+use datafusion::common::{DFSchema, ScalarValue};
 use datafusion::datasource::MemTable;
 use datafusion::logical_expr::{Expr, ExprSchemable, LogicalPlan, LogicalPlanBuilder, col, lit};
 use datafusion::prelude::SessionContext;
 
 use super::aggregate::{Split, aggregate_renamed, fill};
-use super::bucket::bucket_start;
-use super::partials;
 use super::period::{Calendar, Period};
 use super::relation::{self, Relation};
 use super::rewrite::{exact_float_sums, safe_division};
 use super::snippet::{self, PERIOD, Scope};
+use super::window;
 use super::{Diags, ident, plan_error};
 use crate::diag::{Code, Diagnostic};
-use crate::source::{UTC, utc_timestamp};
-use crate::spec::At;
+use crate::source::UTC;
 use crate::sql::Sql;
 use crate::validate::{Aggregate, Catalog, Kind, MetricId};
 
@@ -101,7 +98,7 @@ pub struct Part {
 pub enum PartPlan {
     /// Rows bucketed by period: may share one aggregate with other parts over the same
     /// rows, time and dimensions.
-    Bucketed(Bucketed),
+    Bucketed(Box<Bucketed>),
     /// A plan of its own.
     Alone(LogicalPlan),
 }
@@ -154,24 +151,24 @@ pub(super) fn and_all(exprs: impl IntoIterator<Item = Expr>) -> Option<Expr> {
 }
 
 /// A metric's SQL, planned against its rows.
-struct Planned {
-    dims: Vec<(String, Expr)>,
+pub(super) struct Planned {
+    pub(super) dims: Vec<(String, Expr)>,
     /// Filters on rows alone (`--where` included).
-    row_filters: Vec<Expr>,
+    pub(super) row_filters: Vec<Expr>,
     /// Filters that read the period's bounds.
-    period_filters: Vec<Expr>,
-    time: Option<Expr>,
-    active: Option<Expr>,
+    pub(super) period_filters: Vec<Expr>,
+    pub(super) time: Option<Expr>,
+    pub(super) active: Option<Expr>,
     /// The entity's name and expression.
-    entity: Option<(String, Expr)>,
-    entity_columns: Vec<(String, Expr)>,
+    pub(super) entity: Option<(String, Expr)>,
+    pub(super) entity_columns: Vec<(String, Expr)>,
     /// The formula over rows; `None` when it reads entity columns.
-    formula: Option<Expr>,
+    pub(super) formula: Option<Expr>,
 }
 
 impl Planned {
     /// Whether rows need their period's bounds, and so a windowed or state plan.
-    fn needs_period(&self, agg: &Aggregate) -> bool {
+    pub(super) fn needs_period(&self, agg: &Aggregate) -> bool {
         agg.window.is_some()
             || agg.at.is_some()
             || self.time.is_none()
@@ -326,7 +323,7 @@ pub async fn build(
                 shape: format!("rows bucketed by {}", req.calendar.grain),
                 rows: rows_col,
             },
-            plan: PartPlan::Bucketed(Bucketed {
+            plan: PartPlan::Bucketed(Box::new(Bucketed {
                 key,
                 rows: rel.plan.clone(),
                 time,
@@ -335,7 +332,7 @@ pub async fn build(
                 filters: p.row_filters,
                 range,
                 aggregates,
-            }),
+            })),
         });
     }
 
@@ -372,7 +369,7 @@ pub async fn build(
         None => first_aggs,
     };
     let (first_level, shape) =
-        first_aggregation(ctx, m, agg, &p, &rel, req, &keys, first_aggs).await?;
+        window::first_aggregation(ctx, m, agg, &p, &rel, req, &keys, first_aggs).await?;
     let (plan, split, shape) = match (&p.entity, formula_split) {
         (None, Some(split)) => (first_level.build().map_err(plan_error)?, split, shape),
         (Some((ename, _)), _) => {
@@ -425,201 +422,6 @@ pub async fn build(
 fn row_count(rows: &Option<String>) -> Option<Expr> {
     rows.as_ref()
         .map(|r| datafusion::functions_aggregate::expr_fn::count(lit(1)).alias(r.as_str()))
-}
-
-/// The first aggregation of a stage that is not fused: `aggs` grouped by the period's
-/// start (`__start`) and `keys`, with a short account of how.
-async fn first_aggregation(
-    ctx: &SessionContext,
-    m: &crate::validate::Metric,
-    agg: &Aggregate,
-    p: &Planned,
-    rel: &Relation,
-    req: &Request<'_>,
-    keys: &[(String, Expr)],
-    aggs: Vec<Expr>,
-) -> Result<(LogicalPlanBuilder, String), Diags> {
-    let cal = req.calendar;
-    let mut group: Vec<Expr> = vec![];
-    let group_keys = |start: Expr, group: &mut Vec<Expr>| {
-        group.push(start.alias(START));
-        group.extend(keys.iter().map(|(n, e)| e.clone().alias(n.as_str())));
-    };
-    let first = req.periods.first().expect("at least one period");
-    let last = req.periods.last().expect("at least one period");
-    if !p.needs_period(agg) {
-        // Bucketed, per entity.
-        let t = p.time.clone().expect("bucketed stages have a time");
-        let rows = filtered(rel, p.row_filters.clone(), &t, first.start, last.end)?;
-        group_keys(period_bucket(t, cal, first.start, last.end), &mut group);
-        let b = aggregate_renamed(rows, group, aggs).map_err(plan_error)?;
-        return Ok((b, format!("rows bucketed by {}", cal.grain)));
-    }
-    let windows: Vec<(Period, i64)> = req
-        .periods
-        .iter()
-        .map(|p| (*p, cal.window_start(*p, agg.window).unwrap_or(MIN_INSTANT)))
-        .collect();
-    let spine_name = format!("__periods_{}", ident(&m.name));
-    match (&p.time, agg.at) {
-        (Some(t), None) if p.period_filters.iter().all(|f| !uses_period_beyond(f, t)) => {
-            let lo = windows.iter().map(|w| w.1).min().unwrap_or(MIN_INSTANT);
-            let rows = filtered(rel, p.row_filters.clone(), t, lo, last.end)?;
-            let bounds = partials::boundaries(&windows);
-            let map = partials::interval_map(ctx, &spine_name, &windows, &bounds).await?;
-            let shape_of = |how: &str| match agg.window {
-                Some(w) => format!("{how} of the window ({w})"),
-                None => format!("{how} of each period's bounds"),
-            };
-            let rows_plan = rows.build().map_err(plan_error)?;
-            if p.period_filters.is_empty()
-                && let Some(b) =
-                    partials::merged(rows_plan.clone(), t, &bounds, map.clone(), keys, &aggs)?
-            {
-                return Ok((
-                    b,
-                    shape_of("per-interval partials merged over the intervals"),
-                ));
-            }
-            let joined = partials::rows_per_period(rows_plan, t, &bounds, map, &p.period_filters)?;
-            group_keys(col(Column::new(Some(PERIOD), "start")), &mut group);
-            let b = aggregate_renamed(joined, group, aggs).map_err(plan_error)?;
-            Ok((
-                b,
-                shape_of(
-                    "rows joined on their interval to every period (no partials: an aggregate that does not merge)",
-                ),
-            ))
-        }
-        _ => {
-            // State at an instant, or filters comparing other columns with the bounds.
-            let spine = spine(ctx, &spine_name, &windows, agg.at).await?;
-            let mut preds = p.row_filters.clone();
-            let mut cond = p.period_filters.clone();
-            if let Some(t) = &p.time {
-                let lo = windows.iter().map(|w| w.1).min().unwrap_or(MIN_INSTANT);
-                if lo > MIN_INSTANT {
-                    preds.push(t.clone().gt_eq(instant(lo)));
-                }
-                preds.push(t.clone().lt(instant(last.end)));
-                cond.push(t.clone().gt_eq(col(Column::new(Some(PERIOD), "wstart"))));
-                cond.push(t.clone().lt(col(Column::new(Some(PERIOD), "end"))));
-            }
-            cond.extend(p.active.clone());
-            let mut rows = LogicalPlanBuilder::from(rel.plan.clone());
-            if let Some(pr) = and_all(preds) {
-                rows = rows.filter(pr).map_err(plan_error)?;
-            }
-            let on = and_all(cond).unwrap_or(lit(true));
-            let rows = rows
-                .join_on(spine, JoinType::Inner, vec![on])
-                .map_err(plan_error)?;
-            group_keys(col(Column::new(Some(PERIOD), "start")), &mut group);
-            let b = aggregate_renamed(rows, group, aggs).map_err(plan_error)?;
-            let shape = match agg.at {
-                Some(at) => format!(
-                    "rows active at each period's {}",
-                    if at == At::Start { "start" } else { "end" }
-                ),
-                None => "rows joined to each period's bounds".to_string(),
-            };
-            Ok((b, shape))
-        }
-    }
-}
-
-/// Whether a period filter reads columns other than the time column and the bounds (then
-/// rows must meet each period one by one).
-fn uses_period_beyond(f: &Expr, time: &Expr) -> bool {
-    let stripped = f
-        .clone()
-        .transform_up(|x| {
-            if &x == time {
-                Ok(Transformed::yes(lit(0i64)))
-            } else {
-                Ok(Transformed::no(x))
-            }
-        })
-        .map(|t| t.data)
-        .unwrap_or_else(|_| f.clone());
-    stripped
-        .column_refs()
-        .iter()
-        .any(|c| c.relation.as_ref().is_none_or(|r| r.table() != PERIOD))
-}
-
-/// The rows of `rel` passing `preds`, with time in `[lo, hi)` (`lo` unbounded at
-/// [`MIN_INSTANT`]).
-fn filtered(
-    rel: &Relation,
-    mut preds: Vec<Expr>,
-    time: &Expr,
-    lo: i64,
-    hi: i64,
-) -> Result<LogicalPlanBuilder, Diags> {
-    if lo > MIN_INSTANT {
-        preds.push(time.clone().gt_eq(instant(lo)));
-    }
-    preds.push(time.clone().lt(instant(hi)));
-    LogicalPlanBuilder::from(rel.plan.clone())
-        .filter(and_all(preds).expect("non-empty"))
-        .map_err(plan_error)
-}
-
-/// The start of the period holding `t`, among every period of `cal` in `[lo, hi)`.
-pub(super) fn period_bucket(t: Expr, cal: Calendar, lo: i64, hi: i64) -> Expr {
-    let periods = cal.periods(lo, hi);
-    let mut bounds: Vec<i64> = periods.iter().map(|p| p.start).collect();
-    bounds.push(periods.last().map_or(hi, |p| p.end));
-    bucket_start(t, bounds)
-}
-
-/// The periods as a relation `__period(start, end, wstart, at)`, registered in `ctx` as
-/// an in-memory table `name` (so that plans and their SQL name it).
-async fn spine(
-    ctx: &SessionContext,
-    name: &str,
-    windows: &[(Period, i64)],
-    at: Option<At>,
-) -> Result<LogicalPlan, Diags> {
-    let column = |f: &dyn Fn(&(Period, i64)) -> i64| -> ArrayRef {
-        Arc::new(
-            TimestampMicrosecondArray::from(windows.iter().map(f).collect::<Vec<_>>())
-                .with_timezone(UTC),
-        )
-    };
-    let at_of = |(p, _): &(Period, i64)| {
-        if at == Some(At::Start) {
-            p.start
-        } else {
-            p.end
-        }
-    };
-    let schema = Arc::new(Schema::new(
-        ["start", "end", "wstart", "at"]
-            .map(|n| Field::new(n, utc_timestamp(), false))
-            .to_vec(),
-    ));
-    let batch = RecordBatch::try_new(
-        schema.clone(),
-        vec![
-            column(&|w| w.0.start),
-            column(&|w| w.0.end),
-            column(&|w| w.1),
-            column(&at_of),
-        ],
-    )
-    .map_err(|e| plan_error(e.into()))?;
-    register_memory(ctx, name, batch)?;
-    let scan = ctx
-        .table(name)
-        .await
-        .map_err(plan_error)?
-        .into_unoptimized_plan();
-    LogicalPlanBuilder::from(scan)
-        .alias(PERIOD)
-        .and_then(|b| b.build())
-        .map_err(plan_error)
 }
 
 /// Registers (or replaces) an in-memory table.

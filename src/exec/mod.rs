@@ -1,7 +1,8 @@
-//! Execution: resolves a run request against the catalogue, computes each stage over the
-//! data, then the assembly, and hands back record batches.
+//! Execution: resolves a run request against the catalogue, builds every metric's stage
+//! and fuses them into scans, runs the scans, then the assembly, and hands back record
+//! batches.
 //!
-//! Stages run one after another, each with all of DataFusion's parallelism; their results
+//! Scans run one after another, each with all of DataFusion's parallelism; their results
 //! (one row per period and dimension combination) are kept as in-memory tables that the
 //! assembly joins. `explain` builds the very same plans without running them.
 
@@ -171,13 +172,92 @@ fn usage(s: impl Into<String>) -> RunError {
     RunError::Usage(s.into())
 }
 
-/// Resolves `req` and builds every stage plan.
+/// ` (did you mean …?)` for a name close to one of `candidates`, or nothing.
+fn hint<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
+    did_you_mean(name, candidates)
+        .map(|h| format!(" ({h})"))
+        .unwrap_or_default()
+}
+
+/// Resolves `req` and builds every plan: what was asked is checked first (metrics, zone,
+/// grain, dimensions, filter, range), then each metric's stage is planned and the stages
+/// that read the same rows are fused.
 pub async fn prepare(
     cat: &Catalog,
     db: &mut SourceDb,
     root: &DataRoot,
     req: &RunRequest,
 ) -> Result<Program, RunError> {
+    let ids = resolve_metrics(cat, req)?;
+    let tz = resolve_zone(req)?;
+    let grain = resolve_grain(cat, &ids, req)?;
+    let calendar = Calendar::new(grain, tz);
+    check_by(cat, &ids, &req.by)?;
+    let filter = parse_where(db, req)?;
+    let (columns, units) = output_columns(cat, &ids, req);
+    let ctx = compile::session_with(&req.engine).map_err(RunError::Execution)?;
+    let needed = assemble::needs(cat, &columns);
+    let mut order: Vec<MetricId> = Vec::new();
+    for (m, _) in &needed {
+        if !order.contains(m) {
+            order.push(*m);
+        }
+    }
+    let (from, to) = resolve_range(&ctx, cat, root, &order, req, tz).await?;
+    let periods = calendar.periods(from, to);
+    if periods.len() > 100_000 {
+        return Err(usage(format!(
+            "{} periods of a {grain} is too many; narrow --from/--to or choose a coarser --grain",
+            periods.len()
+        )));
+    }
+    let mut parts = Vec::new();
+    let mut diags: Vec<Diagnostic> = Vec::new();
+    for &m in &order {
+        // The metric's own periods and every shifted period a reference needs.
+        let mut ps: Vec<Period> = needed
+            .iter()
+            .filter(|(n, _)| *n == m)
+            .flat_map(|(_, s)| periods.iter().map(|p| calendar.shift(*p, s)))
+            .collect();
+        ps.sort();
+        ps.dedup();
+        let r = Request {
+            calendar,
+            periods: ps,
+            dims: &req.by,
+            filter: filter.as_ref(),
+        };
+        match stage::build(&ctx, root, cat, m, &r).await {
+            Ok(part) => parts.push(part),
+            // The same fault (in a shared model, or in --where) shows once.
+            Err(d) => diags.extend(
+                d.into_iter()
+                    .filter(|x| !diags.contains(x))
+                    .collect::<Vec<_>>(),
+            ),
+        }
+    }
+    if !diags.is_empty() {
+        return Err(RunError::Diagnostics(diags));
+    }
+    let (scans, stages) = compile::fuse(parts).map_err(RunError::Diagnostics)?;
+    Ok(Program {
+        ctx,
+        calendar,
+        periods,
+        dims: req.by.clone(),
+        stages,
+        scans,
+        order,
+        columns,
+        units,
+        root: root.clone(),
+    })
+}
+
+/// The metrics asked for, or every public one.
+fn resolve_metrics(cat: &Catalog, req: &RunRequest) -> Result<Vec<MetricId>, RunError> {
     let ids: Vec<MetricId> = if req.metrics.is_empty() {
         cat.public_metrics().collect()
     } else {
@@ -185,9 +265,7 @@ pub async fn prepare(
             .iter()
             .map(|n| {
                 cat.metric(n).ok_or_else(|| {
-                    let hint = did_you_mean(n, cat.metric_names())
-                        .map(|h| format!(" ({h})"))
-                        .unwrap_or_default();
+                    let hint = hint(n, cat.metric_names());
                     usage(format!(
                         "no metric named `{n}`{hint}; `kpi list` shows them all"
                     ))
@@ -198,42 +276,51 @@ pub async fn prepare(
     if ids.is_empty() {
         return Err(usage("no metric to run"));
     }
-    let tz: Tz = match &req.tz {
-        None => chrono_tz::UTC,
+    Ok(ids)
+}
+
+fn resolve_zone(req: &RunRequest) -> Result<Tz, RunError> {
+    match &req.tz {
+        None => Ok(chrono_tz::UTC),
         Some(z) => z.parse().map_err(|_| {
-            let hint = did_you_mean(z, chrono_tz::TZ_VARIANTS.iter().map(|t| t.name()))
-                .map(|h| format!(" ({h})"))
-                .unwrap_or_default();
+            let hint = hint(z, chrono_tz::TZ_VARIANTS.iter().map(|t| t.name()));
             usage(format!(
                 "unknown time zone `{z}`{hint}; use an IANA name such as Europe/Madrid"
             ))
-        })?,
-    };
-    let grain = match req.grain {
-        Some(g) => g,
-        None => {
-            let grains: Vec<Grain> = ids
-                .iter()
-                .map(|&i| {
-                    cat.metrics[i]
-                        .spec
-                        .grain
-                        .as_ref()
-                        .map_or(Grain::Month, |g| g.value)
-                })
-                .collect();
-            if grains.iter().any(|g| *g != grains[0]) {
-                return Err(usage(
-                    "these metrics have different default grains; choose one with --grain",
-                ));
-            }
-            grains[0]
+        }),
+    }
+}
+
+/// `--grain`, or the metrics' own grain when they agree.
+fn resolve_grain(cat: &Catalog, ids: &[MetricId], req: &RunRequest) -> Result<Grain, RunError> {
+    if let Some(g) = req.grain {
+        return Ok(g);
+    }
+    let grains: Vec<Grain> = ids
+        .iter()
+        .map(|&i| {
+            cat.metrics[i]
+                .spec
+                .grain
+                .as_ref()
+                .map_or(Grain::Month, |g| g.value)
+        })
+        .collect();
+    if grains.iter().any(|g| *g != grains[0]) {
+        return Err(usage(
+            "these metrics have different default grains; choose one with --grain",
+        ));
+    }
+    Ok(grains[0])
+}
+
+/// `--by`: each dimension once, and carried by every metric.
+fn check_by(cat: &Catalog, ids: &[MetricId], by: &[String]) -> Result<(), RunError> {
+    for (k, d) in by.iter().enumerate() {
+        if by[..k].contains(d) {
+            return Err(usage(format!("--by {d} is given twice")));
         }
-    };
-    let calendar = Calendar::new(grain, tz);
-    // --by: every metric must carry every dimension.
-    for d in &req.by {
-        for &i in &ids {
+        for &i in ids {
             let dims = cat.dimensions(i);
             if !dims.contains(d) {
                 let has = if dims.is_empty() {
@@ -241,9 +328,7 @@ pub async fn prepare(
                 } else {
                     dims.join(", ")
                 };
-                let hint = did_you_mean(d, dims.iter().map(String::as_str))
-                    .map(|h| format!(" ({h})"))
-                    .unwrap_or_default();
+                let hint = hint(d, dims.iter().map(String::as_str));
                 return Err(usage(format!(
                     "metric `{}` has no dimension `{d}`{hint}; its dimensions: {has}",
                     cat.metrics[i].name
@@ -251,26 +336,31 @@ pub async fn prepare(
             }
         }
     }
-    let mut seen = Vec::new();
-    for d in &req.by {
-        if seen.contains(d) {
-            return Err(usage(format!("--by {d} is given twice")));
-        }
-        seen.push(d.clone());
-    }
-    let filter = match &req.filter {
-        Some(w) => {
-            let file = db.add("<--where>", w.as_str());
-            let text = Text::from_scalar(file, w, w, crate::spec::yaml::Style::Plain, 0..w.len());
-            Some(crate::sql::parse_expr(&text).map_err(|d| RunError::Diagnostics(vec![d]))?)
-        }
-        None => None,
+    Ok(())
+}
+
+/// `--where`, parsed as a snippet of its own source so that errors point into it.
+fn parse_where(db: &mut SourceDb, req: &RunRequest) -> Result<Option<crate::sql::Sql>, RunError> {
+    let Some(w) = &req.filter else {
+        return Ok(None);
     };
-    // Output columns.
+    let file = db.add("<--where>", w.as_str());
+    let text = Text::from_scalar(file, w, w, crate::spec::yaml::Style::Plain, 0..w.len());
+    crate::sql::parse_expr(&text)
+        .map(Some)
+        .map_err(|d| RunError::Diagnostics(vec![d]))
+}
+
+/// The output's metric columns (with `--compare`'s) and every column's unit.
+fn output_columns(
+    cat: &Catalog,
+    ids: &[MetricId],
+    req: &RunRequest,
+) -> (Vec<OutputColumn>, Vec<Option<Unit>>) {
     let mut columns = Vec::new();
     let mut units = vec![None];
     units.extend(req.by.iter().map(|_| None));
-    for &i in &ids {
+    for &i in ids {
         let m = &cat.metrics[i];
         let unit = m.spec.unit.as_ref().map(|u| u.value);
         columns.push(OutputColumn::Value {
@@ -299,15 +389,18 @@ pub async fn prepare(
             units.push(Some(Unit::Percent));
         }
     }
-    let ctx = compile::session_with(&req.engine).map_err(RunError::Execution)?;
-    let needed = assemble::needs(cat, &columns);
-    let mut order: Vec<MetricId> = Vec::new();
-    for (m, _) in &needed {
-        if !order.contains(m) {
-            order.push(*m);
-        }
-    }
-    // The range: as given, or every period the data's time columns cover.
+    (columns, units)
+}
+
+/// `[from, to)`: as given, or every period the data's time columns cover.
+async fn resolve_range(
+    ctx: &SessionContext,
+    cat: &Catalog,
+    root: &DataRoot,
+    order: &[MetricId],
+    req: &RunRequest,
+    tz: Tz,
+) -> Result<(i64, i64), RunError> {
     let bound = |flag: &str, value: &Option<String>| {
         value
             .as_deref()
@@ -320,70 +413,24 @@ pub async fn prepare(
             })
             .transpose()
     };
-    let from = bound("from", &req.from)?;
-    let to = bound("to", &req.to)?;
-    let (from, to) = match (from, to) {
+    let (from, to) = match (bound("from", &req.from)?, bound("to", &req.to)?) {
         (Some(f), Some(t)) => (f, t),
         (f, t) => {
-            let (lo, hi) = data_range(&ctx, cat, root, &order).await?;
+            let (lo, hi) = data_range(ctx, cat, root, order).await?;
             (f.unwrap_or(lo), t.unwrap_or(hi))
         }
     };
     if to <= from {
-        return Err(usage("--to must be after --from"));
-    }
-    let periods = calendar.periods(from, to);
-    if periods.len() > 100_000 {
+        let shown = |v: &Option<String>| v.clone().unwrap_or_else(|| "the data's end".into());
         return Err(usage(format!(
-            "{} periods of a {grain} is too many; narrow --from/--to or choose a coarser --grain",
-            periods.len()
+            "--to {} must be after --from {}",
+            shown(&req.to),
+            req.from
+                .clone()
+                .unwrap_or_else(|| "the data's start".into())
         )));
     }
-    let mut parts = Vec::new();
-    let mut diags = Vec::new();
-    for &m in &order {
-        let mut ps: Vec<Period> = Vec::new();
-        for (n, s) in &needed {
-            if *n == m {
-                ps.extend(periods.iter().map(|p| calendar.shift(*p, s)));
-            }
-        }
-        ps.sort();
-        ps.dedup();
-        let r = Request {
-            calendar,
-            periods: ps,
-            dims: &req.by,
-            filter: filter.as_ref(),
-        };
-        match stage::build(&ctx, root, cat, m, &r).await {
-            Ok(part) => parts.push(part),
-            Err(d) => diags.extend(d),
-        }
-    }
-    if !diags.is_empty() {
-        // The same fault (in a shared model, or in --where) shows once.
-        let mut unique: Vec<Diagnostic> = Vec::new();
-        for d in diags {
-            if !unique.contains(&d) {
-                unique.push(d);
-            }
-        }
-        return Err(RunError::Diagnostics(unique));
-    }
-    let (scans, stages) = compile::fuse(parts).map_err(RunError::Diagnostics)?;
-    Ok(Program {
-        ctx,
-        calendar,
-        periods,
-        dims: req.by.clone(),
-        stages,
-        scans,
-        order,
-        columns,
-        units,
-        root: root.clone(),
-    })
+    Ok((from, to))
 }
 
 /// The instants spanning every time column the metrics read: `[min, max]` as `[from, to)`.

@@ -1,0 +1,220 @@
+//! Plans of stages that are not fused: rows of one metric grouped by period, through
+//! per-interval partials of windows ([`super::partials`]), rows joined to the periods on
+//! their interval, or rows joined to the period instants of a state metric.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, TimestampMicrosecondArray};
+use datafusion::arrow::datatypes::{Field, Schema};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{Column, JoinType};
+use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, col, lit};
+use datafusion::prelude::SessionContext;
+
+use super::aggregate::aggregate_renamed;
+use super::bucket::bucket_start;
+use super::partials;
+use super::period::{Calendar, Period};
+use super::relation::Relation;
+use super::snippet::PERIOD;
+use super::stage::{MIN_INSTANT, Planned, Request, START, and_all, instant, register_memory};
+use super::{Diags, ident, plan_error};
+use crate::source::{UTC, utc_timestamp};
+use crate::spec::At;
+use crate::validate::Aggregate;
+
+/// The first aggregation of a stage that is not fused: `aggs` grouped by the period's
+/// start (`__start`) and `keys`, with a short account of how.
+pub(super) async fn first_aggregation(
+    ctx: &SessionContext,
+    m: &crate::validate::Metric,
+    agg: &Aggregate,
+    p: &Planned,
+    rel: &Relation,
+    req: &Request<'_>,
+    keys: &[(String, Expr)],
+    aggs: Vec<Expr>,
+) -> Result<(LogicalPlanBuilder, String), Diags> {
+    let cal = req.calendar;
+    let mut group: Vec<Expr> = vec![];
+    let group_keys = |start: Expr, group: &mut Vec<Expr>| {
+        group.push(start.alias(START));
+        group.extend(keys.iter().map(|(n, e)| e.clone().alias(n.as_str())));
+    };
+    let first = req.periods.first().expect("at least one period");
+    let last = req.periods.last().expect("at least one period");
+    if !p.needs_period(agg) {
+        // Bucketed, per entity.
+        let t = p.time.clone().expect("bucketed stages have a time");
+        let rows = filtered(rel, p.row_filters.clone(), &t, first.start, last.end)?;
+        group_keys(period_bucket(t, cal, first.start, last.end), &mut group);
+        let b = aggregate_renamed(rows, group, aggs).map_err(plan_error)?;
+        return Ok((b, format!("rows bucketed by {}", cal.grain)));
+    }
+    let windows: Vec<(Period, i64)> = req
+        .periods
+        .iter()
+        .map(|p| (*p, cal.window_start(*p, agg.window).unwrap_or(MIN_INSTANT)))
+        .collect();
+    let spine_name = format!("__periods_{}", ident(&m.name));
+    match (&p.time, agg.at) {
+        (Some(t), None) if p.period_filters.iter().all(|f| !uses_period_beyond(f, t)) => {
+            let lo = windows.iter().map(|w| w.1).min().unwrap_or(MIN_INSTANT);
+            let rows = filtered(rel, p.row_filters.clone(), t, lo, last.end)?;
+            let bounds = partials::boundaries(&windows);
+            let map = partials::interval_map(ctx, &spine_name, &windows, &bounds).await?;
+            let shape_of = |how: &str| match agg.window {
+                Some(w) => format!("{how} of the window ({w})"),
+                None => format!("{how} of each period's bounds"),
+            };
+            let rows_plan = rows.build().map_err(plan_error)?;
+            if p.period_filters.is_empty()
+                && let Some(b) =
+                    partials::merged(rows_plan.clone(), t, &bounds, map.clone(), keys, &aggs)?
+            {
+                return Ok((
+                    b,
+                    shape_of("per-interval partials merged over the intervals"),
+                ));
+            }
+            let joined = partials::rows_per_period(rows_plan, t, &bounds, map, &p.period_filters)?;
+            group_keys(col(Column::new(Some(PERIOD), "start")), &mut group);
+            let b = aggregate_renamed(joined, group, aggs).map_err(plan_error)?;
+            Ok((
+                b,
+                shape_of(
+                    "rows joined on their interval to every period (no partials: an aggregate that does not merge)",
+                ),
+            ))
+        }
+        _ => {
+            // State at an instant, or filters comparing other columns with the bounds.
+            let spine = spine(ctx, &spine_name, &windows, agg.at).await?;
+            let mut preds = p.row_filters.clone();
+            let mut cond = p.period_filters.clone();
+            if let Some(t) = &p.time {
+                let lo = windows.iter().map(|w| w.1).min().unwrap_or(MIN_INSTANT);
+                if lo > MIN_INSTANT {
+                    preds.push(t.clone().gt_eq(instant(lo)));
+                }
+                preds.push(t.clone().lt(instant(last.end)));
+                cond.push(t.clone().gt_eq(col(Column::new(Some(PERIOD), "wstart"))));
+                cond.push(t.clone().lt(col(Column::new(Some(PERIOD), "end"))));
+            }
+            cond.extend(p.active.clone());
+            let mut rows = LogicalPlanBuilder::from(rel.plan.clone());
+            if let Some(pr) = and_all(preds) {
+                rows = rows.filter(pr).map_err(plan_error)?;
+            }
+            let on = and_all(cond).unwrap_or(lit(true));
+            let rows = rows
+                .join_on(spine, JoinType::Inner, vec![on])
+                .map_err(plan_error)?;
+            group_keys(col(Column::new(Some(PERIOD), "start")), &mut group);
+            let b = aggregate_renamed(rows, group, aggs).map_err(plan_error)?;
+            let shape = match agg.at {
+                Some(at) => format!(
+                    "rows active at each period's {}",
+                    if at == At::Start { "start" } else { "end" }
+                ),
+                None => "rows joined to each period's bounds".to_string(),
+            };
+            Ok((b, shape))
+        }
+    }
+}
+
+/// Whether a period filter reads columns other than the time column and the bounds (then
+/// rows must meet each period one by one).
+fn uses_period_beyond(f: &Expr, time: &Expr) -> bool {
+    let stripped = f
+        .clone()
+        .transform_up(|x| {
+            if &x == time {
+                Ok(Transformed::yes(lit(0i64)))
+            } else {
+                Ok(Transformed::no(x))
+            }
+        })
+        .map(|t| t.data)
+        .unwrap_or_else(|_| f.clone());
+    stripped
+        .column_refs()
+        .iter()
+        .any(|c| c.relation.as_ref().is_none_or(|r| r.table() != PERIOD))
+}
+
+/// The rows of `rel` passing `preds`, with time in `[lo, hi)` (`lo` unbounded at
+/// [`MIN_INSTANT`]).
+fn filtered(
+    rel: &Relation,
+    mut preds: Vec<Expr>,
+    time: &Expr,
+    lo: i64,
+    hi: i64,
+) -> Result<LogicalPlanBuilder, Diags> {
+    if lo > MIN_INSTANT {
+        preds.push(time.clone().gt_eq(instant(lo)));
+    }
+    preds.push(time.clone().lt(instant(hi)));
+    LogicalPlanBuilder::from(rel.plan.clone())
+        .filter(and_all(preds).expect("non-empty"))
+        .map_err(plan_error)
+}
+
+/// The start of the period holding `t`, among every period of `cal` in `[lo, hi)`.
+pub(super) fn period_bucket(t: Expr, cal: Calendar, lo: i64, hi: i64) -> Expr {
+    let periods = cal.periods(lo, hi);
+    let mut bounds: Vec<i64> = periods.iter().map(|p| p.start).collect();
+    bounds.push(periods.last().map_or(hi, |p| p.end));
+    bucket_start(t, bounds)
+}
+
+/// The periods as a relation `__period(start, end, wstart, at)`, registered in `ctx` as
+/// an in-memory table `name` (so that plans and their SQL name it).
+async fn spine(
+    ctx: &SessionContext,
+    name: &str,
+    windows: &[(Period, i64)],
+    at: Option<At>,
+) -> Result<LogicalPlan, Diags> {
+    let column = |f: &dyn Fn(&(Period, i64)) -> i64| -> ArrayRef {
+        Arc::new(
+            TimestampMicrosecondArray::from(windows.iter().map(f).collect::<Vec<_>>())
+                .with_timezone(UTC),
+        )
+    };
+    let at_of = |(p, _): &(Period, i64)| {
+        if at == Some(At::Start) {
+            p.start
+        } else {
+            p.end
+        }
+    };
+    let schema = Arc::new(Schema::new(
+        ["start", "end", "wstart", "at"]
+            .map(|n| Field::new(n, utc_timestamp(), false))
+            .to_vec(),
+    ));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            column(&|w| w.0.start),
+            column(&|w| w.0.end),
+            column(&|w| w.1),
+            column(&at_of),
+        ],
+    )
+    .map_err(|e| plan_error(e.into()))?;
+    register_memory(ctx, name, batch)?;
+    let scan = ctx
+        .table(name)
+        .await
+        .map_err(plan_error)?
+        .into_unoptimized_plan();
+    LogicalPlanBuilder::from(scan)
+        .alias(PERIOD)
+        .and_then(|b| b.build())
+        .map_err(plan_error)
+}
