@@ -33,7 +33,7 @@ use super::aggregate::{aggregate_renamed, with_filter};
 use super::bucket::bucket_start;
 use super::period::Period;
 use super::snippet::PERIOD;
-use super::stage::{START, and_all, register_memory, uses_period};
+use super::stage::{START, and_all, uses_period};
 use super::{Diags, plan_error};
 use crate::source::{UTC, utc_timestamp};
 
@@ -81,16 +81,7 @@ pub async fn interval_map(
         .map(|v| Arc::new(TimestampMicrosecondArray::from(v).with_timezone(UTC)) as ArrayRef)
         .collect();
     let batch = RecordBatch::try_new(schema, columns).map_err(|e| plan_error(e.into()))?;
-    register_memory(ctx, name, batch)?;
-    let scan = ctx
-        .table(name)
-        .await
-        .map_err(plan_error)?
-        .into_unoptimized_plan();
-    LogicalPlanBuilder::from(scan)
-        .alias(PERIOD)
-        .and_then(|b| b.build())
-        .map_err(plan_error)
+    super::window::period_relation(ctx, name, batch).await
 }
 
 /// `rows` joined with every period whose window holds their interval, the period's

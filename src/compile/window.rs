@@ -207,6 +207,16 @@ async fn spine(
         ],
     )
     .map_err(|e| plan_error(e.into()))?;
+    period_relation(ctx, name, batch).await
+}
+
+/// `batch` registered as in-memory table `name` (so that plans and their SQL name it),
+/// scanned as the relation `__period` that metric SQL's `$start`, `$end`, `$at` read.
+pub(super) async fn period_relation(
+    ctx: &SessionContext,
+    name: &str,
+    batch: RecordBatch,
+) -> Result<LogicalPlan, Diags> {
     register_memory(ctx, name, batch)?;
     let scan = ctx
         .table(name)
