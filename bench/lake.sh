@@ -9,7 +9,7 @@
 # --lake DIR    use this lake instead (hive or Parquet data root with the CRM tables)
 # --runs N      rounds; each round runs every measurement once, in a fresh process,
 #               and the table shows the best round of each (default 3)
-# --results DIR where raw timings go (default target/bench-results/<lake name>)
+# --results DIR where raw timings go (default target/bench-results/<lake name>/<time>)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -54,18 +54,19 @@ if [ -z "$lake" ]; then
     lake=$repo/target/bench-lakes/scale-$scale
     if [ ! -f "$lake/.complete" ]; then
         say "generating $lake (kpi gen --scale $scale --format hive)"
-        rm -rf "$lake" "$lake.tmp"
+        tmp=$lake.tmp.$$
+        rm -rf "$lake" "$tmp"
         mkdir -p "$(dirname "$lake")"
-        "$kpi_bin" gen "$lake.tmp" --scale "$scale" --format hive >&2
-        mv "$lake.tmp" "$lake"
-        touch "$lake/.complete"
+        "$kpi_bin" gen "$tmp" --scale "$scale" --format hive >&2
+        touch "$tmp/.complete"
+        mv "$tmp" "$lake"
     fi
 fi
 [ -d "$lake/orders" ] || [ -f "$lake/orders.parquet" ] || { say "$lake holds no orders table"; exit 2; }
 lake=$(cd "$lake" && pwd)
-results=${results:-$repo/target/bench-results/$(basename "$lake")}
-rm -rf "$results"
+results=${results:-$repo/target/bench-results/$(basename "$lake")/$(date +%Y%m%d-%H%M%S)-$$}
 mkdir -p "$results"
+say "results in $results"
 "$bench_bin" --print-floor > "$results/floor.sql"
 
 # The files in the OS cache before anything is timed: every measurement reads them warm.
