@@ -75,11 +75,11 @@ fn fused_scan(table: &str, members: &[(Stage, Bucketed)]) -> Result<Scan, Diags>
         }
         and_all(c).unwrap_or(datafusion::logical_expr::lit(true))
     };
+    let per_member: Vec<Expr> = members.iter().map(|(_, b)| condition(b)).collect();
     let mut conditions: Vec<Expr> = Vec::new();
-    for (_, b) in members {
-        let c = condition(b);
-        if !conditions.contains(&c) {
-            conditions.push(c);
+    for c in &per_member {
+        if !conditions.contains(c) {
+            conditions.push(c.clone());
         }
     }
     let shared = conditions.len() == 1;
@@ -95,14 +95,9 @@ fn fused_scan(table: &str, members: &[(Stage, Bucketed)]) -> Result<Scan, Diags>
         .expect("non-empty");
     let filter = hull.and(any);
     let mut aggregates = Vec::new();
-    for (_, b) in members {
-        let c = condition(b);
+    for ((_, b), c) in members.iter().zip(&per_member) {
         for a in &b.aggregates {
-            aggregates.push(if shared {
-                a.clone()
-            } else {
-                with_filter(a, &c)
-            });
+            aggregates.push(if shared { a.clone() } else { with_filter(a, c) });
         }
     }
     let mut group = vec![period_bucket(time.clone(), first.calendar, lo, hi).alias(START)];

@@ -72,6 +72,24 @@ pub struct Stage {
 }
 
 impl Stage {
+    fn new(
+        metric: MetricId,
+        table: String,
+        split: Split,
+        shape: String,
+        rows: Option<String>,
+    ) -> Stage {
+        Stage {
+            metric,
+            table,
+            names: split.names,
+            additive: split.additive,
+            post: split.post,
+            shape,
+            rows,
+        }
+    }
+
     /// The formula with counts and sums read as 0 where a period has no rows.
     pub fn post_filled(&self) -> Expr {
         fill(&self.post, &self.names, &self.additive).expect("infallible rewrite")
@@ -314,15 +332,13 @@ pub async fn build(
                 .collect::<Vec<_>>()
         );
         return Ok(Part {
-            stage: Stage {
-                metric: id,
+            stage: Stage::new(
+                id,
                 table,
-                names: split.names,
-                additive: split.additive,
-                post: split.post,
-                shape: format!("rows bucketed by {}", req.calendar.grain),
-                rows: rows_col,
-            },
+                split,
+                format!("rows bucketed by {}", req.calendar.grain),
+                rows_col,
+            ),
             plan: PartPlan::Bucketed(Box::new(Bucketed {
                 key,
                 rows: rel.plan.clone(),
@@ -405,15 +421,7 @@ pub async fn build(
         (None, None) => unreachable!("a formula without an entity is planned"),
     };
     Ok(Part {
-        stage: Stage {
-            metric: id,
-            table,
-            names: split.names,
-            additive: split.additive,
-            post: split.post,
-            shape,
-            rows: rows_col,
-        },
+        stage: Stage::new(id, table, split, shape, rows_col),
         plan: PartPlan::Alone(plan),
     })
 }

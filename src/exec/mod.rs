@@ -138,7 +138,6 @@ pub struct Program {
     pub stages: HashMap<MetricId, Stage>,
     /// The plans to run, each computing one or more stages.
     pub scans: Vec<Scan>,
-    pub order: Vec<MetricId>,
     pub columns: Vec<OutputColumn>,
     pub units: Vec<Option<Unit>>,
     /// The data root the plans read.
@@ -249,7 +248,6 @@ pub async fn prepare(
         dims: req.by.clone(),
         stages,
         scans,
-        order,
         columns,
         units,
         root: root.clone(),
