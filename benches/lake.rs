@@ -188,7 +188,8 @@ async fn session(data: &Path, tables: &[&str], stats: bool) -> Result<SessionCon
     let root = DataRoot::open(data)?;
     for t in tables {
         if root.tables.contains_key(*t) {
-            root.register(&ctx, t).await?;
+            // The generated lake already holds the declared types: none to apply.
+            root.register(&ctx, t, &[]).await?;
         }
     }
     Ok(ctx)

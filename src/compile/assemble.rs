@@ -370,6 +370,7 @@ fn value(
                     schema: &local,
                     first: "",
                     first_columns: &none,
+                    origins: None,
                 },
             )
             .map_err(|d| vec![d])?;

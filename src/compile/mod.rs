@@ -256,6 +256,7 @@ fn check_metric(
                 schema: &schema,
                 first: "",
                 first_columns: &none,
+                origins: None,
             };
             if let Err(d) = snippet::plan(&state, &agg.formula, &entity_scope) {
                 diags.push(d);

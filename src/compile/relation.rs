@@ -13,7 +13,7 @@ use super::aggregate::{Split, aggregate_renamed};
 use super::snippet::{self, Scope, columns_of};
 use super::{Diags, plan_error};
 use crate::diag::{Code, Diagnostic, did_you_mean};
-use crate::source::DataRoot;
+use crate::source::{DataRoot, Declared, Origins, SourceError};
 use crate::spec::JoinOn;
 use crate::validate::{Aggregate, Catalog, Metric};
 
@@ -50,6 +50,8 @@ pub struct Relation {
     pub alias: String,
     /// The source's own column names (lookup columns included).
     pub own: HashSet<String>,
+    /// The data files behind each qualifier, to explain a column's inferred type.
+    pub origins: Origins,
 }
 
 impl Relation {
@@ -59,8 +61,35 @@ impl Relation {
             schema: self.plan.schema(),
             first: &self.alias,
             first_columns: &self.own,
+            origins: Some(&self.origins),
         }
     }
+}
+
+/// The column types every model reading `table` declares.
+fn declared(cat: &Catalog, table: &str) -> Vec<Declared> {
+    cat.models
+        .iter()
+        .filter(|m| m.spec.table.as_ref().is_some_and(|t| t.value == table))
+        .flat_map(|m| {
+            m.spec.columns.iter().map(|(c, ty)| Declared {
+                column: c.value.clone(),
+                ty: ty.value,
+                model: m.name().to_string(),
+            })
+        })
+        .collect()
+}
+
+/// Where model `model` declares `column`, for a diagnostic.
+fn declaration_span(
+    cat: &Catalog,
+    model: &str,
+    column: &str,
+) -> Option<(crate::diag::FileId, std::ops::Range<usize>)> {
+    let m = cat.model(model)?;
+    let (_, ty) = m.spec.columns.iter().find(|(c, _)| c.value == column)?;
+    Some((m.spec.file, ty.span.clone()))
 }
 
 /// Scans table or model `name`, aliased `alias`.
@@ -84,14 +113,16 @@ async fn scan(
                 .resolve_table_references(&statement)
                 .map_err(plan_error)?;
             for t in tables {
-                root.register(ctx, t.table()).await.map_err(|e| {
-                    let sql = m.spec.sql.as_ref().expect("checked");
-                    vec![Diagnostic::error(Code::UnknownTable, e.to_string()).at(
-                        sql.file,
-                        sql.span.clone(),
-                        "in this query",
-                    )]
-                })?;
+                root.register(ctx, t.table(), &declared(cat, t.table()))
+                    .await
+                    .map_err(|e| {
+                        let sql = m.spec.sql.as_ref().expect("checked");
+                        vec![Diagnostic::error(Code::UnknownTable, e.to_string()).at(
+                            sql.file,
+                            sql.span.clone(),
+                            "in this query",
+                        )]
+                    })?;
             }
             ctx.state()
                 .statement_to_plan(statement)
@@ -114,14 +145,14 @@ async fn scan(
                 Some(x) => x,
                 None => at,
             };
-            if let Err(e) = root.register(ctx, table).await {
+            if let Err(e) = root.register(ctx, table, &declared(cat, table)).await {
                 let via_model = model.is_some_and(|m| m.spec.table.is_some());
                 let mut candidates: Vec<&str> = root.tables.keys().map(String::as_str).collect();
                 if !via_model {
                     candidates.extend(cat.models.iter().map(|m| m.name()));
                 }
                 let d = match e {
-                    crate::source::SourceError::UnknownTable { .. } if via_model => {
+                    SourceError::UnknownTable { .. } if via_model => {
                         let root_name = root.root.display();
                         let label = did_you_mean(table, candidates)
                             .unwrap_or_else(|| format!("not in data root {root_name}"));
@@ -129,7 +160,7 @@ async fn scan(
                             .at(file, span, label)
                             .note(format!("a table is a file `{table}.csv` or `{table}.parquet`, or a folder `{table}/`"))
                     }
-                    crate::source::SourceError::UnknownTable { .. } => {
+                    SourceError::UnknownTable { .. } => {
                         let label = did_you_mean(table, candidates)
                             .unwrap_or_else(|| "no such table or model".into());
                         Diagnostic::error(
@@ -137,6 +168,24 @@ async fn scan(
                             format!("no table or model `{table}`"),
                         )
                         .at(file, span, label)
+                    }
+                    SourceError::DeclaredMissing {
+                        ref model,
+                        ref column,
+                        ..
+                    }
+                    | SourceError::DeclaredMismatch {
+                        ref model,
+                        ref column,
+                        ..
+                    } => {
+                        let (file, span) =
+                            declaration_span(cat, model, column).unwrap_or((file, span));
+                        Diagnostic::error(Code::BadTable, e.to_string()).at(
+                            file,
+                            span,
+                            "declared here",
+                        )
                     }
                     other => {
                         Diagnostic::error(Code::BadTable, other.to_string()).at(file, span, "")
@@ -242,6 +291,7 @@ pub async fn build(
                     schema: &joined_schema,
                     first: &alias,
                     first_columns: &own,
+                    origins: None,
                 },
             )
             .map_err(|d| vec![d])?;
@@ -257,6 +307,7 @@ pub async fn build(
                     schema: joined.schema(),
                     first: &l.from,
                     first_columns: &theirs,
+                    origins: None,
                 },
             )
             .map_err(|d| vec![d])?;
@@ -367,6 +418,7 @@ pub async fn build(
                             schema: &schema,
                             first: &alias,
                             first_columns: &own,
+                            origins: None,
                         },
                     )
                     .map_err(|d| vec![d])?
@@ -380,7 +432,13 @@ pub async fn build(
         }
     }
     let own = columns_of(plan.schema(), &alias);
-    Ok(Relation { plan, alias, own })
+    let origins = Origins::of(&plan, root);
+    Ok(Relation {
+        plan,
+        alias,
+        own,
+        origins,
+    })
 }
 
 fn requalify(e: Expr, names: &[String], side: &str) -> Expr {

@@ -33,6 +33,8 @@ pub struct Scope<'a> {
     pub schema: &'a DFSchema,
     pub first: &'a str,
     pub first_columns: &'a HashSet<String>,
+    /// The data behind the scope's columns, to say why a column was read as text.
+    pub origins: Option<&'a crate::source::Origins>,
 }
 
 /// Plans `sql` in `scope`, checking its types. Placeholders become [`PERIOD`] columns.
@@ -95,6 +97,14 @@ fn locate_type_error(
                 .get_type(&schema)
                 .is_ok_and(|t| t.to_string() == found)
             {
+                let causes: Vec<String> = match scope.origins {
+                    Some(o) if found.contains("Utf8") => planned
+                        .column_refs()
+                        .into_iter()
+                        .filter_map(|c| o.why_text(c.relation.as_ref().map(|r| r.table()), &c.name))
+                        .collect(),
+                    _ => vec![],
+                };
                 return Some(
                     Diagnostic::error(
                         Code::TypeError,
@@ -105,7 +115,8 @@ fn locate_type_error(
                     .help(format!(
                         "`{}` needs a numeric argument; filter or cast the column",
                         call.name
-                    )),
+                    ))
+                    .notes(causes),
                 );
             }
         }

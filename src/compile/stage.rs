@@ -402,6 +402,7 @@ pub async fn build(
                 schema: per_entity.schema(),
                 first: "",
                 first_columns: &none,
+                origins: None,
             };
             let f = plan_in(ctx, &agg.formula, &entity_scope)?;
             let split = Split::new(&f, &prefix).map_err(plan_error)?;
@@ -483,6 +484,7 @@ fn where_on_dims(
             schema: &schema,
             first: "",
             first_columns: &none,
+            origins: None,
         },
     )?;
     Ok(e.transform_up(|x| match &x {

@@ -144,8 +144,8 @@ pub struct Program {
     pub root: DataRoot,
 }
 
-/// The tables a plan scans, with their paths, for error messages.
-fn sources(plan: &LogicalPlan, root: &DataRoot) -> String {
+/// The tables a plan scans, in plan order.
+fn scanned(plan: &LogicalPlan) -> Vec<String> {
     use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
     let mut names: Vec<String> = Vec::new();
     let _ = plan.apply(|node| {
@@ -158,6 +158,38 @@ fn sources(plan: &LogicalPlan, root: &DataRoot) -> String {
         Ok(TreeNodeRecursion::Continue)
     });
     names
+}
+
+/// After a failed scan: the CSV value at fault, found by reading the plan's CSV tables
+/// again record by record (a bulk read's error names neither file nor editor line).
+/// A column whose type inference could not tell fails as "… (Null --> …)".
+async fn bad_value(
+    ctx: &SessionContext,
+    plan: &LogicalPlan,
+    root: &DataRoot,
+    message: &str,
+) -> Option<String> {
+    for t in scanned(plan) {
+        let Ok(provider) = ctx.table_provider(t.as_str()).await else {
+            continue;
+        };
+        let schema = provider.schema();
+        let found = root.bad_value(&t, &schema).or_else(|| {
+            message
+                .contains("Null")
+                .then(|| root.untyped(&t, &schema))
+                .flatten()
+        });
+        if let Some(e) = found {
+            return Some(e.to_string());
+        }
+    }
+    None
+}
+
+/// The tables a plan scans, with their paths, for error messages.
+fn sources(plan: &LogicalPlan, root: &DataRoot) -> String {
+    scanned(plan)
         .iter()
         .map(|n| match root.tables.get(n) {
             Some(e) => format!("table `{n}` at {}", e.path.display()),
@@ -543,15 +575,18 @@ pub async fn execute(
     for (i, scan) in p.scans.iter().enumerate() {
         let name = scan_label(scan, cat);
         progress(i + 1, p.scans.len(), &name);
-        let batches = collect(&p.ctx, scan.plan.clone(), &name)
-            .await
-            .map_err(|e| match e {
-                RunError::Execution(msg) => RunError::Execution(format!(
-                    "{msg}\n  (reading {})",
-                    sources(&scan.plan, &p.root)
-                )),
-                other => other,
-            })?;
+        let batches = match collect(&p.ctx, scan.plan.clone(), &name).await {
+            Ok(b) => b,
+            Err(RunError::Execution(msg)) => {
+                return Err(RunError::Execution(
+                    match bad_value(&p.ctx, &scan.plan, &p.root, &msg).await {
+                        Some(cause) => format!("computing `{name}`: {cause}"),
+                        None => format!("{msg}\n  (reading {})", sources(&scan.plan, &p.root)),
+                    },
+                ));
+            }
+            Err(other) => return Err(other),
+        };
         let schema = Arc::new(scan.plan.schema().as_arrow().clone());
         let table = MemTable::try_new(schema, vec![batches]).map_err(|e| exec_error(&name, &e))?;
         let _ = p.ctx.deregister_table(scan.table.as_str());

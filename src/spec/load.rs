@@ -43,6 +43,7 @@ pub const MODEL_KEYS: &[&str] = &[
     "joins",
     "dimensions",
     "active",
+    "columns",
 ];
 /// Keys of a lookup under `lookups:`.
 pub(crate) const LOOKUP_KEYS: &[&str] = &["from", "on", "value"];
@@ -445,6 +446,10 @@ impl Cx<'_> {
             .map(|(_, v)| self.dimensions(v))
             .unwrap_or_default();
         let active = map.take("active").and_then(|(_, v)| self.text(v, "active"));
+        let columns = map
+            .take("columns")
+            .map(|(_, v)| self.column_types(v))
+            .unwrap_or_default();
         let span = map.span.clone();
         self.finish(
             std::mem::replace(
@@ -468,7 +473,25 @@ impl Cx<'_> {
             joins,
             dimensions,
             active,
+            columns,
         })
+    }
+
+    fn column_types(&mut self, node: &Node) -> Vec<(Spanned<String>, Spanned<ColumnType>)> {
+        let Some(entries) = self.mapping(node, "columns") else {
+            return vec![];
+        };
+        let mut out: Vec<(Spanned<String>, Spanned<ColumnType>)> = Vec::new();
+        for (k, v) in entries {
+            let (Some(name), Some(ty)) = (
+                self.string(k, "column name"),
+                self.enumerated(v, "column type", ColumnType::parse, &ColumnType::NAMES),
+            ) else {
+                continue;
+            };
+            out.push((name, ty));
+        }
+        out
     }
 
     fn joins(&mut self, node: &Node) -> Vec<JoinSpec> {

@@ -238,6 +238,91 @@ pub struct ModelSpec {
     pub joins: Vec<JoinSpec>,
     pub dimensions: Vec<DimensionSpec>,
     pub active: Option<Text>,
+    /// Declared column types (`columns:`), in file order: the table is read with them,
+    /// not with types guessed from its values.
+    pub columns: Vec<(Spanned<String>, Spanned<ColumnType>)>,
+}
+
+/// The type a model declares for a column (`columns: {amount: double}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ColumnType {
+    /// A 64-bit signed integer; narrower integers on disk widen to it.
+    Integer,
+    /// A 64-bit float; 32-bit floats and integers on disk widen to it.
+    Double,
+    /// A decimal of up to 38 digits, 10 after the point.
+    Decimal,
+    /// UTF-8 text.
+    String,
+    /// `true`/`false`.
+    Boolean,
+    /// An instant, read in microseconds, UTC; a zone-less timestamp on disk means UTC.
+    Timestamp,
+    /// A calendar date.
+    Date,
+}
+
+impl ColumnType {
+    /// The canonical names, in the order of the variants.
+    pub const NAMES: [&'static str; 7] = [
+        "integer",
+        "double",
+        "decimal",
+        "string",
+        "boolean",
+        "timestamp",
+        "date",
+    ];
+
+    /// Every spelling [`ColumnType::parse`] reads (in lower case).
+    pub const SPELLINGS: [&'static str; 20] = [
+        "integer",
+        "int",
+        "int64",
+        "bigint",
+        "long",
+        "double",
+        "float",
+        "float64",
+        "real",
+        "decimal",
+        "numeric",
+        "string",
+        "text",
+        "utf8",
+        "varchar",
+        "boolean",
+        "bool",
+        "timestamp",
+        "datetime",
+        "date",
+    ];
+
+    /// Reads a canonical name or a common synonym (`bigint`, `int64`, `float`, `text`, …).
+    pub fn parse(s: &str) -> Option<ColumnType> {
+        Some(match s.trim().to_ascii_lowercase().as_str() {
+            "integer" | "int" | "int64" | "bigint" | "long" => ColumnType::Integer,
+            "double" | "float" | "float64" | "real" => ColumnType::Double,
+            "decimal" | "numeric" => ColumnType::Decimal,
+            "string" | "text" | "utf8" | "varchar" => ColumnType::String,
+            "boolean" | "bool" => ColumnType::Boolean,
+            "timestamp" | "datetime" => ColumnType::Timestamp,
+            "date" => ColumnType::Date,
+            _ => return None,
+        })
+    }
+
+    /// The canonical name.
+    pub fn name(self) -> &'static str {
+        ColumnType::NAMES[self as usize]
+    }
+}
+
+impl fmt::Display for ColumnType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// A value computed for each source row from matching rows of another relation.
@@ -273,4 +358,21 @@ pub struct MetricSpec {
     pub using: Vec<MetricSpec>,
     /// The key whose node spans the whole metric (for "defined here" labels).
     pub span: Range<usize>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ColumnType;
+
+    #[test]
+    fn every_spelling_reads_and_every_type_has_its_name_among_them() {
+        for s in ColumnType::SPELLINGS {
+            assert!(ColumnType::parse(s).is_some(), "{s}");
+        }
+        for n in ColumnType::NAMES {
+            assert_eq!(ColumnType::parse(n).map(ColumnType::name), Some(n));
+            assert!(ColumnType::SPELLINGS.contains(&n));
+        }
+        assert_eq!(ColumnType::parse("money"), None);
+    }
 }

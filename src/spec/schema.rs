@@ -229,6 +229,35 @@ struct Model {
     /// `started_at < $at and (cancelled_at is null or cancelled_at >= $at)`.
     #[schemars(default)]
     active: Sql,
+    /// Column types, by column name (`{amount: double, ordered_at: timestamp}`). CSV is
+    /// read with them instead of types guessed from its values, so a value that does not
+    /// parse is reported with its file and line; Parquet files must hold these types (or
+    /// narrower ones that widen without loss).
+    #[schemars(default)]
+    columns: Columns,
+}
+
+/// The value of `columns:`; its description is in the schema.
+#[derive(Default)]
+struct Columns;
+
+impl JsonSchema for Columns {
+    fn schema_name() -> Cow<'static, str> {
+        "Columns".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        let names: Vec<&str> = crate::spec::ColumnType::SPELLINGS.to_vec();
+        json_schema!({
+            "type": "object",
+            "propertyNames": { "pattern": NAME_PATTERN },
+            "additionalProperties": {
+                "description": "A column type: integer, double, decimal, string, boolean, \
+                    timestamp or date (or a synonym such as bigint, float or text).",
+                "enum": names,
+            },
+        })
+    }
 }
 
 /// A left join from a model to another table or model.

@@ -41,14 +41,6 @@ const CASE_KEYS: &[&str] = &[
     "tolerance",
 ];
 const TABLE_KEYS: &[&str] = &["rows", "csv", "types"];
-const TYPES: &[&str] = &[
-    "timestamp",
-    "integer",
-    "float",
-    "decimal",
-    "string",
-    "boolean",
-];
 /// The tolerance when a case states none: the catalogue's contract is 1e-9.
 const DEFAULT_TOLERANCE: f64 = 1e-9;
 
@@ -411,23 +403,16 @@ impl Cx<'_> {
             let (Some(col), Some(ty)) = (self.text(k, "column name"), self.text(v, "type")) else {
                 continue;
             };
-            let dt = match ty.as_str() {
-                "timestamp" => crate::source::utc_timestamp(),
-                "integer" => DataType::Int64,
-                "float" => DataType::Float64,
-                "decimal" => DataType::Decimal128(38, 10),
-                "string" => DataType::Utf8,
-                "boolean" => DataType::Boolean,
-                _ => {
-                    let d =
-                        Diagnostic::error(Code::BadValue, format!("`{ty}` is not a column type"))
-                            .at(self.file, v.span.clone(), "")
-                            .note(format!("types: {}", TYPES.join(", ")))
-                            .maybe_help(did_you_mean(&ty, TYPES.iter().copied()));
-                    self.diags.push(d);
-                    continue;
-                }
+            let Some(dt) = crate::spec::ColumnType::parse(&ty) else {
+                let names = crate::spec::ColumnType::NAMES;
+                let d = Diagnostic::error(Code::BadValue, format!("`{ty}` is not a column type"))
+                    .at(self.file, v.span.clone(), "")
+                    .note(format!("types: {}", names.join(", ")))
+                    .maybe_help(did_you_mean(&ty, names.iter().copied()));
+                self.diags.push(d);
+                continue;
             };
+            let dt = crate::source::arrow_type(dt);
             out.push((col, dt));
         }
         out

@@ -97,6 +97,7 @@ async fn run_inner(
         written.map_err(|e| Outcome::Error(format!("table `{}`: {e}", t.name)))?;
     }
     let mut root = DataRoot::open(dir.path()).map_err(|e| Outcome::Error(e.to_string()))?;
+    root.sparse = true;
     for t in &case.tables {
         if !t.types.is_empty() {
             root.types.insert(t.name.clone(), t.types.clone());

@@ -18,7 +18,7 @@ const ORDERS: &str = "order_id,ordered_at,amount,status\n1,2024-01-05T00:00:00Z,
 
 /// Runs with `--out out.csv`; asserts failure and no file; returns stderr with the
 /// temporary directory's path replaced.
-fn fails(f: &Fixture, args: &[&str]) -> (i32, String) {
+pub fn fails(f: &Fixture, args: &[&str]) -> (i32, String) {
     let mut all = vec!["--out", "out.csv"];
     all.extend_from_slice(args);
     let (code, _, err) = f.run(&all);

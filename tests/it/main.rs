@@ -11,6 +11,7 @@ mod fuzz;
 mod reference;
 mod run;
 mod schema;
+mod sources;
 mod testing;
 mod validate;
 
