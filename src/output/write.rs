@@ -1,7 +1,9 @@
 //! Writers for every output format, and the atomic file they write into.
 //!
 //! A file is written to a temporary sibling and renamed into place only once complete: a
-//! failed run leaves no file, never a partial one. Floats are written in full precision
+//! failed run leaves no file, never a partial one, and the previous file stays intact. A
+//! run killed before its rename leaves its temporary file, which the next write into the
+//! same folder removes. Floats are written in full precision
 //! (shortest representation that reads back to the same number); NULL is an empty CSV
 //! field and a JSON `null`.
 
@@ -42,28 +44,84 @@ pub fn write(out: &RunOutput, format: Format, path: Option<&Path>) -> std::io::R
             write_to(out, format, &mut w)?;
             w.flush()
         }
-        Some(path) => {
-            let dir = match path.parent() {
-                Some(p) if !p.as_os_str().is_empty() => p,
-                _ => Path::new("."),
-            };
-            let mut tmp = tempfile::Builder::new()
-                .prefix(".kpi-")
-                .suffix(".tmp")
-                .tempfile_in(dir)?;
-            {
-                let mut w = std::io::BufWriter::new(tmp.as_file_mut());
-                write_to(out, format, &mut w)?;
-                w.flush()?;
-            }
-            tmp.as_file().sync_all()?;
-            tmp.persist(path).map_err(|e| e.error)?;
-            Ok(())
+        Some(path) => write_file(out, format, path).map_err(|e| {
+            std::io::Error::new(e.kind(), format!("cannot write {}: {e}", path.display()))
+        }),
+    }
+}
+
+/// The prefix of this process's temporary files: `.kpi-PID-`. The PID lets a later run
+/// tell a file left by a killed run from one a running writer still owns.
+fn temp_prefix() -> String {
+    format!("{TEMP_PREFIX}{}-", std::process::id())
+}
+
+const TEMP_PREFIX: &str = ".kpi-";
+const TEMP_SUFFIX: &str = ".tmp";
+
+/// Writes into a temporary sibling of `path`, syncs it, renames it over `path` (atomic on
+/// one file system: readers see the old file or the new one, never a mix), then syncs the
+/// folder so that the rename survives a crash.
+fn write_file(out: &RunOutput, format: Format, path: &Path) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    remove_stale_temporaries(dir);
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&temp_prefix())
+        .suffix(TEMP_SUFFIX)
+        .tempfile_in(dir)?;
+    {
+        let mut w = std::io::BufWriter::new(tmp.as_file_mut());
+        write_to(out, format, &mut w)?;
+        w.flush()?;
+    }
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Removes the temporary files in `dir` that runs killed before their rename left
+/// (`kill -9`, a power cut): those whose writer's PID is no longer alive. Without
+/// `/proc` nothing is removed, since no owner can be told dead.
+fn remove_stale_temporaries(dir: &Path) {
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(TEMP_PREFIX))
+            .filter(|n| n.ends_with(TEMP_SUFFIX))
+            .and_then(|n| n.split_once('-'))
+            .and_then(|(pid, _)| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new("/proc").join(pid.to_string()).exists() {
+            let _ = std::fs::remove_file(e.path());
         }
     }
 }
 
+/// A writer's error as the I/O error under it when there is one (a full disk stays
+/// "No space left on device", not "Io error: …"), else as an I/O error of its own.
 fn io(e: impl std::error::Error + Send + Sync + 'static) -> std::io::Error {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            return std::io::Error::new(io.kind(), io.to_string());
+        }
+        cause = c.source();
+    }
     std::io::Error::other(e)
 }
 
