@@ -118,12 +118,56 @@ pub fn parse_expr(text: &Text) -> Result<Sql, Diagnostic> {
         )
         .at(text.file, text.span.clone(), "")
         .help("the metric's or column's name is its key in the YAML")),
-        Ok(e) => Ok(Sql {
-            text: text.clone(),
-            ast: e.expr,
-        }),
+        Ok(e) => {
+            let depth = depth(&e.expr);
+            if depth > MAX_DEPTH {
+                return Err(Diagnostic::error(
+                    Code::SqlSyntax,
+                    format!(
+                        "this expression is {depth} operations deep; kpi takes at most {MAX_DEPTH}"
+                    ),
+                )
+                .at(text.file, text.span.clone(), "")
+                .note("a chain `a + b + c + …` is as deep as it is long")
+                .help("split it into metrics that reference each other"));
+            }
+            Ok(Sql {
+                text: text.clone(),
+                ast: e.expr,
+            })
+        }
         Err(e) => Err(syntax_error(text, &e.to_string())),
     }
+}
+
+/// How deep an expression tree may be. The parser bounds nesting (parentheses, calls) at
+/// 64, but not a chain of operators, which it builds in a loop; every later stage
+/// (planning, optimizing, unparsing) walks the tree recursively, and a chain of ten
+/// thousand terms overflows their stacks.
+pub const MAX_DEPTH: usize = 256;
+
+/// The depth of `e`'s tree.
+pub fn depth(e: &Expr) -> usize {
+    use std::ops::ControlFlow;
+    struct Depth {
+        now: usize,
+        max: usize,
+    }
+    impl ast::Visitor for Depth {
+        type Break = ();
+        fn pre_visit_expr(&mut self, _: &Expr) -> ControlFlow<()> {
+            self.now += 1;
+            self.max = self.max.max(self.now);
+            ControlFlow::Continue(())
+        }
+        fn post_visit_expr(&mut self, _: &Expr) -> ControlFlow<()> {
+            self.now -= 1;
+            ControlFlow::Continue(())
+        }
+    }
+    let mut d = Depth { now: 0, max: 0 };
+    let _ = ast::Visit::visit(e, &mut d);
+    d.max
 }
 
 /// Parses a SQL query (a model's `sql:`).
@@ -173,6 +217,11 @@ fn syntax_error(text: &Text, message: &str) -> Diagnostic {
         None => (message.clone(), None),
     };
     let clean = clean.replace("sql parser error: ", "");
+    let clean = if clean.contains("RecursionLimitExceeded") {
+        "the expression nests deeper than 64 levels of parentheses or calls".to_string()
+    } else {
+        clean
+    };
     let span = match pos {
         Some((l, c)) => {
             let at = text.offset_of(l, c);

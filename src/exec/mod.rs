@@ -376,9 +376,9 @@ fn parse_where(db: &mut SourceDb, req: &RunRequest) -> Result<Option<crate::sql:
     };
     let file = db.add("<--where>", w.as_str());
     let text = Text::from_scalar(file, w, w, crate::spec::yaml::Style::Plain, 0..w.len());
-    crate::sql::parse_expr(&text)
+    crate::validate::run_filter(&text)
         .map(Some)
-        .map_err(|d| RunError::Diagnostics(vec![d]))
+        .map_err(RunError::Diagnostics)
 }
 
 /// The output's metric columns (with `--compare`'s) and every column's unit.

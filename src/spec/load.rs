@@ -65,18 +65,68 @@ pub fn load_dir(
     paths.sort();
     let mut specs = Specs::default();
     for path in paths {
-        match std::fs::read_to_string(&path) {
-            Ok(text) => {
-                let id = db.add(display_path(&path), text);
-                load_file(db, id, &mut specs, diags);
-            }
+        let shown = display_path(&path);
+        match read_bounded(&path) {
+            Ok(bytes) => match String::from_utf8(bytes) {
+                Ok(text) => {
+                    let id = db.add(shown, text);
+                    load_file(db, id, &mut specs, diags);
+                }
+                Err(e) => {
+                    // The valid prefix survives the lossy copy byte for byte, so the bad
+                    // byte's offset there is its offset in the file.
+                    let at = e.utf8_error().valid_up_to();
+                    let bad = e.as_bytes()[at];
+                    let text = String::from_utf8_lossy(e.as_bytes()).into_owned();
+                    let end = at + text[at..].chars().next().map_or(0, char::len_utf8);
+                    let id = db.add(shown, text);
+                    diags.push(
+                        Diagnostic::error(Code::Io, "a metric file must be UTF-8").at(
+                            id,
+                            at..end,
+                            format!("byte 0x{bad:02X} is not UTF-8 here"),
+                        ),
+                    );
+                }
+            },
             Err(e) => diags.push(Diagnostic::error(
                 Code::Io,
-                format!("cannot read {}: {e}", display_path(&path).display()),
+                format!("cannot read {}: {e}", shown.display()),
             )),
         }
     }
     Ok(specs)
+}
+
+/// The longest metric or model name: PostgreSQL's identifiers stop at 63 bytes, and a name
+/// is an output column everywhere.
+pub const MAX_NAME_CHARS: usize = 63;
+
+/// The largest metric or model file read: far beyond any definition, and small enough
+/// that a stray data file under `metrics/` costs nothing.
+pub const MAX_FILE_BYTES: u64 = 1 << 20;
+
+/// The bytes of `path`, or an error when it is larger than [`MAX_FILE_BYTES`] (checked
+/// while reading too, since a file can grow after its size was asked).
+fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let too_big = |n: u64| {
+        std::io::Error::other(format!(
+            "it holds {n} bytes, and a metric or model file holds at most {MAX_FILE_BYTES} \
+             (1 MiB)"
+        ))
+    };
+    let file = std::fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    if len > MAX_FILE_BYTES {
+        return Err(too_big(len));
+    }
+    let mut bytes = Vec::with_capacity(len as usize);
+    file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(too_big(bytes.len() as u64));
+    }
+    Ok(bytes)
 }
 
 /// `p` relative to the working directory when it is inside it, as diagnostics show paths.
@@ -392,14 +442,26 @@ impl Cx<'_> {
             .take("name")
             .and_then(|(_, v)| self.string(v, "name"))
             .unwrap_or(default);
-        if !name.value.is_empty() && !is_identifier(&name.value) {
+        let too_long = name.value.chars().count() > MAX_NAME_CHARS;
+        if !name.value.is_empty() && (too_long || !is_identifier(&name.value)) {
             let span = if name.span.is_empty() {
                 0..0
             } else {
                 name.span.clone()
             };
-            let d = Diagnostic::error(Code::BadName, format!("`{}` is not a valid name", name.value))
-                .help("names are letters, digits and `_`, starting with a letter or `_` (rename the file or set `name:`)");
+            let d = if too_long {
+                Diagnostic::error(
+                    Code::BadName,
+                    format!(
+                        "a name of {} characters is too long; names have at most {MAX_NAME_CHARS}",
+                        name.value.chars().count()
+                    ),
+                )
+                .help("names become output column names and SQL identifiers: keep them short")
+            } else {
+                Diagnostic::error(Code::BadName, format!("`{}` is not a valid name", name.value))
+                .help("names are letters, digits and `_`, starting with a letter or `_` (rename the file or set `name:`)")
+            };
             self.diags.push(if span.is_empty() {
                 d
             } else {

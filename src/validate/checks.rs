@@ -118,8 +118,61 @@ pub fn check(specs: Specs, diags: &mut Vec<Diagnostic>) -> Catalog {
             kind,
         });
     }
+    let before = diags.len();
     check_cycles(&cat, diags);
+    if !diags[before..].iter().any(|d| d.code == Code::Cycle) {
+        check_composed_depth(&cat, diags);
+    }
     cat
+}
+
+/// Derived metrics are planned as one expression with the metrics they use inlined, so a
+/// long chain of them is as deep as the sum of its formulas: bound it as a formula is.
+fn check_composed_depth(cat: &Catalog, diags: &mut Vec<Diagnostic>) {
+    fn composed(u: usize, cat: &Catalog, memo: &mut Vec<Option<usize>>) -> usize {
+        if let Some(d) = memo[u] {
+            return d;
+        }
+        let d = match &cat.metrics[u].kind {
+            Kind::Aggregate(_) => 0,
+            Kind::Derived(d) => {
+                let below = d
+                    .refs
+                    .iter()
+                    .map(|r| composed(r.target, cat, memo))
+                    .max()
+                    .unwrap_or(0);
+                sql::depth(&d.formula.ast) + below
+            }
+        };
+        memo[u] = Some(d);
+        d
+    }
+    let mut memo = vec![None; cat.metrics.len()];
+    for (u, m) in cat.metrics.iter().enumerate() {
+        let depth = composed(u, cat, &mut memo);
+        let Kind::Derived(d) = &m.kind else { continue };
+        let below = d
+            .refs
+            .iter()
+            .any(|r| memo[r.target].is_some_and(|x| x > sql::MAX_DEPTH));
+        // Reported once, on the first metric of the chain past the bound.
+        if depth > sql::MAX_DEPTH && !below {
+            diags.push(
+                Diagnostic::error(
+                    Code::SqlSyntax,
+                    format!(
+                        "`{}` with the metrics it uses inlined is {depth} operations deep; \
+                         kpi takes at most {}",
+                        m.name,
+                        sql::MAX_DEPTH
+                    ),
+                )
+                .at(m.file(), d.formula.text.span.clone(), "")
+                .help("shorten the chain of derived metrics, or fold some steps into one formula"),
+            );
+        }
+    }
 }
 
 fn name_span(spec: &MetricSpec) -> Range<usize> {
@@ -228,6 +281,13 @@ fn dimensions(specs: &[DimensionSpec], diags: &mut Vec<Diagnostic>) -> Vec<Dimen
         }
     }
     out
+}
+
+/// Parses and checks `--where` as a filter is checked: per row, no period bounds, no
+/// subquery, no window function.
+pub fn run_filter(t: &Text) -> Result<Sql, Vec<Diagnostic>> {
+    let mut diags = Vec::new();
+    row_expr(t, "filter", &[], &mut diags).ok_or(diags)
 }
 
 /// Parses a row-level expression (no aggregates) and checks its placeholders.
@@ -830,8 +890,7 @@ fn check_cycles(cat: &Catalog, diags: &mut Vec<Diagnostic>) {
     }
     for u in 0..n {
         if state[u] == State::New {
-            let mut stack = vec![(u, None)];
-            stack.clear();
+            let mut stack = Vec::new();
             visit(u, cat, &mut state, &mut stack, &mut reported, diags);
         }
     }

@@ -18,7 +18,7 @@ use crate::diag::{Diagnostic, FileId, SourceDb};
 use crate::spec::{At, JoinSpec, MetricSpec, ModelSpec, Spanned, Specs, Window};
 use crate::sql::Sql;
 
-pub use checks::check;
+pub use checks::{check, run_filter};
 pub use lints::lint;
 
 /// Index of a metric in [`Catalog::metrics`].

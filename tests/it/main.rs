@@ -8,6 +8,7 @@ mod engine;
 mod errors;
 mod explain;
 mod fuzz;
+mod hostile;
 mod output;
 mod reference;
 mod run;
