@@ -594,6 +594,10 @@ pub async fn execute(
             .register_table(scan.table.as_str(), Arc::new(table))
             .map_err(|e| exec_error(&name, &e))?;
     }
+    let read: Vec<String> = p.scans.iter().flat_map(|s| scanned(&s.plan)).collect();
+    if let Some(e) = p.root.vanished(read.iter().map(String::as_str)) {
+        return Err(RunError::Execution(e.to_string()));
+    }
     let plan = assembly(p, cat).await?;
     let batches = collect(&p.ctx, plan.clone(), "the output").await?;
     Ok(RunOutput {

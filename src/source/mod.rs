@@ -86,6 +86,11 @@ pub enum SourceError {
         expected: &'static str,
     },
     #[error(
+        "file {file} of table `{table}` vanished while kpi was reading the table; nothing \
+         was written (run again once the lake is stable)"
+    )]
+    Vanished { table: String, file: PathBuf },
+    #[error(
         "column `{column}` of table `{table}` at {} has no value in the rows read to infer \
          its type; declare it in the model (`columns: {{{column}: double}}`, or its type)",
         path.display()
@@ -314,6 +319,20 @@ impl DataRoot {
                 table: name.to_string(),
                 at,
                 expected,
+            })
+        })
+    }
+
+    /// The first file of tables `names` that was listed when the root was opened and is
+    /// gone now. A scan lists its folder again, so a file deleted in between would be
+    /// skipped without a word; a run checks this after its scans instead.
+    pub fn vanished<'a>(&self, names: impl IntoIterator<Item = &'a str>) -> Option<SourceError> {
+        names.into_iter().find_map(|n| {
+            let entry = self.tables.get(n)?;
+            let gone = entry.files.iter().find(|f| !f.exists())?;
+            Some(SourceError::Vanished {
+                table: n.to_string(),
+                file: gone.clone(),
             })
         })
     }
@@ -645,4 +664,28 @@ fn expected(ty: &DataType) -> Option<&'static str> {
 /// `Timestamp(Microsecond, "UTC")`, the type of every timestamp kpi reads.
 pub fn utc_timestamp() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, Some(UTC.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_deleted_after_listing_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = dir.path().join("orders");
+        std::fs::create_dir_all(t.join("year=2024")).unwrap();
+        std::fs::create_dir_all(t.join("year=2025")).unwrap();
+        for y in ["2024", "2025"] {
+            std::fs::write(t.join(format!("year={y}/part-0.csv")), "a\n1\n").unwrap();
+        }
+        let root = DataRoot::open(dir.path()).unwrap();
+        assert!(root.vanished(["orders"]).is_none());
+        std::fs::remove_file(t.join("year=2025/part-0.csv")).unwrap();
+        let e = root.vanished(["orders", "missing"]).unwrap().to_string();
+        assert!(e.starts_with(&format!(
+            "file {} of table `orders` vanished",
+            t.join("year=2025/part-0.csv").display()
+        )));
+    }
 }

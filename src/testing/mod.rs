@@ -8,7 +8,7 @@
 //! execute path as `kpi run`, and the rows through the same CSV reader, so a passing test
 //! says something about what `kpi run` computes.
 
-mod load;
+pub mod load;
 pub mod report;
 mod run;
 

@@ -22,13 +22,14 @@ fn run_all(dir: &std::path::Path, data: &str, extra: &[&str]) -> String {
         metrics.to_str().unwrap(),
         "--data",
         data,
-        "--format",
-        "csv",
         "--from",
         "2024-01-01",
         "--to",
         "2026-01-01",
     ];
+    if !extra.contains(&"--format") {
+        args.extend(["--format", "csv"]);
+    }
     args.extend_from_slice(extra);
     let (code, out, err) = kpi_in(dir, &args);
     assert_eq!(code, 0, "{err}");
@@ -52,6 +53,32 @@ fn same_bytes_at_1_2_and_8_threads_in_every_layout() {
                 out == reference,
                 "{layout} at {threads} thread(s) differs from csv at 1 thread"
             );
+        }
+    }
+    // The other file formats: JSON and Parquet files byte for byte, at 1 and 8 threads.
+    for format in ["json", "parquet"] {
+        let file = |layout: &str, threads: &str| {
+            let name = format!("out-{layout}-{threads}.{format}");
+            run_all(
+                dir.path(),
+                layout,
+                &["--threads", threads, "--format", format, "--out", &name],
+            );
+            std::fs::read(dir.path().join(&name)).unwrap()
+        };
+        let first = file("csv", "1");
+        assert!(
+            first.len() > 1000,
+            "{format} output is {} bytes",
+            first.len()
+        );
+        for layout in ["csv", "parquet", "hive"] {
+            for threads in ["1", "8"] {
+                assert!(
+                    file(layout, threads) == first,
+                    "{format} from {layout} at {threads} thread(s) differs from csv at 1 thread"
+                );
+            }
         }
     }
 }

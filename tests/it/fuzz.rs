@@ -2,26 +2,10 @@
 //! built from the language's own keys and SQL fragments (which reach much deeper than
 //! random bytes). `PROPTEST_CASES=100000 cargo test --release --test it fuzz` runs it long.
 
-use kpi::diag::SourceDb;
-use kpi::spec::{Specs, load_file};
 use proptest::prelude::*;
 
 fn check_files(files: &[(String, String)]) {
-    let mut db = SourceDb::default();
-    let mut specs = Specs::default();
-    let mut diags = Vec::new();
-    for (name, text) in files {
-        let id = db.add(format!("metrics/{name}.yaml"), text.as_str());
-        load_file(&db, id, &mut specs, &mut diags);
-    }
-    let cat = kpi::validate::check(specs, &mut diags);
-    // Rendering exercises every span: all must be inside their files.
-    let _ = kpi::diag::render::human(&diags, &db, false);
-    let _ = kpi::diag::render::json(&diags, &db);
-    for id in cat.public_metrics() {
-        let _ = cat.dimensions(id);
-        let _ = cat.shape(id);
-    }
+    kpi::harness::definitions(files);
 }
 
 const KEYS: &[&str] = &[
@@ -152,4 +136,37 @@ proptest! {
         let files: Vec<(String, String)> = docs.into_iter().enumerate().map(|(i, d)| (["revenue", "paid_orders", "a", "b", "orders"][i % 5].to_string(), d)).collect();
         check_files(&files);
     }
+}
+
+/// Every seed of `fuzz/seeds/` and every input a fuzzer found at fault
+/// (`tests/fuzz_regressions/TARGET/`), through the fuzz targets' own entry points.
+#[test]
+fn fuzz_seeds_and_regressions_run_clean() {
+    let mut ran = 0;
+    for base in ["fuzz/seeds", "tests/fuzz_regressions"] {
+        for target in ["yaml_loader", "formula", "test_file", "source"] {
+            let dir = crate::repo(base).join(target);
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let data = std::fs::read(e.path()).unwrap();
+                match target {
+                    "yaml_loader" => {
+                        kpi::harness::definitions_text(&String::from_utf8_lossy(&data))
+                    }
+                    "formula" => kpi::harness::formula(&String::from_utf8_lossy(&data)),
+                    "test_file" => kpi::harness::test_file(&String::from_utf8_lossy(&data)),
+                    _ => {
+                        if let Some((&kind, bytes)) = data.split_first() {
+                            kpi::harness::source(bytes, kind % 2 == 0);
+                        }
+                    }
+                }
+                ran += 1;
+            }
+        }
+    }
+    // The seeds alone are 96 files: a missing folder must not pass unseen.
+    assert!(ran >= 96, "only {ran} inputs found");
 }

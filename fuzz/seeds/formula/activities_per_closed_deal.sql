@@ -1,0 +1,1 @@
+sum(touches) / nullif(count(*), 0)

@@ -1,0 +1,1 @@
+revenue / nullif(paid_orders, 0)

@@ -1,0 +1,1 @@
+100 * count(*) filter (where cancelled_at >= $start and cancelled_at < $end) / nullif(count(*), 0)

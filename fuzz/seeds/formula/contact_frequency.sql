@@ -1,0 +1,1 @@
+count(*) / nullif(count(distinct customer_id), 0)

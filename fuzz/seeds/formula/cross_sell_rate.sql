@@ -1,0 +1,1 @@
+100 * count(*) filter (where categories >= 2) / nullif(count(*), 0)

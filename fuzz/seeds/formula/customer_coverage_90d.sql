@@ -1,0 +1,1 @@
+100 * touched / nullif(customers, 0)

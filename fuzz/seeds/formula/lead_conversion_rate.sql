@@ -1,0 +1,1 @@
+100 * count(*) filter (where won_deals > 0) / nullif(count(*), 0)

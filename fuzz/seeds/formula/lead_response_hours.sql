@@ -1,0 +1,1 @@
+avg(hours_between(created_at, first_touch))

@@ -1,0 +1,1 @@
+avg(hours_between(opened_at, resolved_at))

@@ -1,0 +1,1 @@
+median(hours_between(opened_at, resolved_at))

@@ -1,0 +1,1 @@
+100 * (revenue - prev(revenue)) / nullif(prev(revenue), 0)

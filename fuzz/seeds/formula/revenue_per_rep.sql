@@ -1,0 +1,1 @@
+sum(amount) / nullif(count(distinct rep_id), 0)

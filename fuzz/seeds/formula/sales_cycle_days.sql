@@ -1,0 +1,1 @@
+avg(days_between(created_at, closed_at))

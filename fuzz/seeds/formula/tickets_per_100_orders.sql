@@ -1,0 +1,1 @@
+100 * tickets_opened / nullif(paid_orders, 0)

@@ -1,0 +1,1 @@
+count(*) / nullif(count(distinct agent_id), 0)

@@ -1,0 +1,1 @@
+100 * count(*) filter (where event = 'unsubscribe') / nullif(count(*) filter (where event = 'sent'), 0)

@@ -1,0 +1,1 @@
+100 * count(*) filter (where status = 'won') / nullif(count(*), 0)

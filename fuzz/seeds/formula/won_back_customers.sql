@@ -1,0 +1,1 @@
+count(*) filter (where days_between(last_before, first_in_period) > 180)
