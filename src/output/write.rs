@@ -41,13 +41,34 @@ pub fn write(out: &RunOutput, format: Format, path: Option<&Path>) -> std::io::R
                 return Err(std::io::Error::other("--format parquet needs --out FILE"));
             }
             let mut w = std::io::BufWriter::new(std::io::stdout());
-            write_to(out, format, &mut w)?;
+            match (format, terminal_width()) {
+                (Format::Table, Some(width)) => {
+                    let (text, note) = table_fitting(out, width);
+                    if let Some(note) = note {
+                        eprintln!("{note}");
+                    }
+                    w.write_all(text.as_bytes())?;
+                }
+                _ => write_to(out, format, &mut w)?,
+            }
             w.flush()
         }
         Some(path) => write_file(out, format, path).map_err(|e| {
             std::io::Error::new(e.kind(), format!("cannot write {}: {e}", path.display()))
         }),
     }
+}
+
+/// The width `table` output fits: `COLUMNS` when set (as shells export it, and as tests
+/// set it), else the terminal's when stdout is one; `None` for a pipe.
+fn terminal_width() -> Option<usize> {
+    if let Some(n) = std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.trim().parse().ok())
+    {
+        return Some(n);
+    }
+    terminal_size::terminal_size_of(std::io::stdout()).map(|(w, _)| w.0 as usize)
 }
 
 /// The prefix of this process's temporary files: `.kpi-PID-`. The PID lets a later run
@@ -179,6 +200,61 @@ fn write_to(out: &RunOutput, format: Format, w: &mut (dyn Write + Send)) -> std:
 
 /// The rows as an aligned table, numbers formatted by their unit.
 pub fn table(out: &RunOutput) -> String {
+    let (header, rows, right) = table_cells(out);
+    super::table::align_dyn(&header, &rows, &right)
+}
+
+/// [`table`] fitted to `width` characters: when the wide table is wider, its metric
+/// columns are split into blocks that fit, each after the period and `--by` columns.
+/// Returns the text and, when it split, a sentence saying so.
+pub fn table_fitting(out: &RunOutput, width: usize) -> (String, Option<String>) {
+    let (header, rows, right) = table_cells(out);
+    let widths = super::table::widths(&header, &rows);
+    // The key columns (period, dimensions) are the leading text ones.
+    let keys = out
+        .schema
+        .fields()
+        .iter()
+        .take_while(|f| !f.data_type().is_numeric())
+        .count()
+        .max(1)
+        .min(header.len());
+    let blocks = super::table::blocks(&widths, keys, width);
+    if blocks.len() <= 1 {
+        return (super::table::align_dyn(&header, &rows, &right), None);
+    }
+    let mut text = String::new();
+    for (i, b) in blocks.iter().enumerate() {
+        let cols: Vec<usize> = (0..keys).chain(b.clone()).collect();
+        let pick = |r: &Vec<String>| cols.iter().map(|&c| r[c].clone()).collect::<Vec<_>>();
+        let block_right: Vec<usize> = cols
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| right.contains(c))
+            .map(|(i, _)| i)
+            .collect();
+        if i > 0 {
+            text.push('\n');
+        }
+        let rows: Vec<Vec<String>> = rows.iter().map(pick).collect();
+        text.push_str(&super::table::align_dyn(
+            &pick(&header),
+            &rows,
+            &block_right,
+        ));
+    }
+    let wide: usize = widths.iter().sum::<usize>() + 2 * (widths.len() - 1);
+    let note = format!(
+        "kpi: the table is {wide} characters wide and the terminal {width}: printed as {} \
+         blocks of columns, each after the period (`--format csv` keeps one wide table)",
+        blocks.len()
+    );
+    (text, Some(note))
+}
+
+type Cells = (Vec<String>, Vec<Vec<String>>, Vec<usize>);
+
+fn table_cells(out: &RunOutput) -> Cells {
     let header: Vec<String> = out
         .schema
         .fields()
@@ -203,7 +279,7 @@ pub fn table(out: &RunOutput) -> String {
             rows.push(cells.iter().map(|c| c[r].clone()).collect());
         }
     }
-    super::table::align_dyn(&header, &rows, &right)
+    (header, rows, right)
 }
 
 fn format_column(c: &ArrayRef, unit: Option<Unit>) -> Vec<String> {
