@@ -25,6 +25,8 @@ pub enum Command {
     Run(RunArgs),
     /// Show the SQL and the plans a metric runs.
     Explain(ExplainArgs),
+    /// Write the run as one self-contained HTML page: a chart per metric and the numbers.
+    Report(ReportArgs),
     /// Generate a deterministic CRM data set (all 12 tables) at any scale.
     Gen(GenArgs),
     /// Compare two metric folders: metrics added, removed and changed, with SQL diffs.
@@ -294,6 +296,25 @@ pub struct RunArgs {
     /// Write to FILE atomically instead of stdout.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+}
+
+/// `kpi report`'s arguments: `kpi run`'s, and the page to write.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Metrics to chart, in this order (default: every metric).
+    #[arg(value_name = "METRIC")]
+    pub metric_names: Vec<String>,
+    #[command(flatten)]
+    pub query: QueryArgs,
+    /// Overlay each metric's value in the compared period, dashed.
+    #[arg(long, value_enum)]
+    pub compare: Option<crate::exec::Compare>,
+    /// The HTML file to write, atomically; it needs nothing else to be read offline.
+    #[arg(long, value_name = "FILE", default_value = "report.html")]
+    pub out: PathBuf,
+    /// The page's title.
+    #[arg(long, default_value = "KPI report")]
+    pub title: String,
 }
 
 /// `kpi explain`'s arguments.

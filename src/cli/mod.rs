@@ -6,6 +6,7 @@ pub mod args;
 mod diff;
 mod r#gen;
 mod list;
+mod report;
 mod run;
 mod schema;
 mod test;
@@ -50,6 +51,7 @@ pub fn main() -> ExitCode {
         Command::List(a) => list::run(a),
         Command::Run(a) => run::run(a, color),
         Command::Explain(a) => run::explain(a, color),
+        Command::Report(a) => report::run(a, color),
         Command::Gen(a) => r#gen::run(a),
         Command::Diff(a) => diff::run(a, color),
         Command::Test(a) => test::run(a, color),

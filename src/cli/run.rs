@@ -2,12 +2,13 @@
 
 use std::io::IsTerminal;
 
-use super::args::{ExplainArgs, RunArgs};
+use super::args::{ExplainArgs, QueryArgs, RunArgs};
 use super::{CliError, Exit, load_valid, print};
 use crate::diag::{SourceDb, render};
 use crate::exec::{self, ExplainOptions, RunError};
 use crate::output::{self, Format};
 use crate::source::DataRoot;
+use crate::validate::Catalog;
 
 pub(crate) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -27,11 +28,6 @@ fn report(e: RunError, db: &SourceDb, color: bool) -> Result<Exit, CliError> {
 }
 
 pub fn run(args: RunArgs, color: bool) -> Result<Exit, CliError> {
-    let mut db = SourceDb::default();
-    let Some(catalog) = load_valid(&args.query.metrics, &mut db, color)? else {
-        return Ok(Exit::Failed);
-    };
-    let root = DataRoot::open(&args.query.data).map_err(|e| CliError::Message(e.to_string()))?;
     let format = args
         .format
         .unwrap_or(if std::io::stdout().is_terminal() && args.out.is_none() {
@@ -39,7 +35,27 @@ pub fn run(args: RunArgs, color: bool) -> Result<Exit, CliError> {
         } else {
             Format::Csv
         });
-    let req = args.query.request(args.metric_names, args.compare);
+    let Some((out, _)) = compute(&args.query, args.metric_names, args.compare, color)? else {
+        return Ok(Exit::Failed);
+    };
+    output::write(&out, format, args.out.as_deref())?;
+    Ok(Exit::Ok)
+}
+
+/// Loads the definitions and runs `names` as `query` asks, showing progress on a
+/// terminal. `None` when definitions or the request were at fault (already reported).
+pub(crate) fn compute(
+    query: &QueryArgs,
+    names: Vec<String>,
+    compare: Option<exec::Compare>,
+    color: bool,
+) -> Result<Option<(exec::RunOutput, Catalog)>, CliError> {
+    let mut db = SourceDb::default();
+    let Some(catalog) = load_valid(&query.metrics, &mut db, color)? else {
+        return Ok(None);
+    };
+    let root = DataRoot::open(&query.data).map_err(|e| CliError::Message(e.to_string()))?;
+    let req = query.request(names, compare);
     let show_progress = std::io::stderr().is_terminal();
     let result = runtime().block_on(async {
         let program = exec::prepare(&catalog, &mut db, &root, &req).await?;
@@ -53,12 +69,10 @@ pub fn run(args: RunArgs, color: bool) -> Result<Exit, CliError> {
     if show_progress {
         eprint!("\r\x1b[2K");
     }
-    let out = match result {
-        Ok(o) => o,
-        Err(e) => return report(e, &db, color),
-    };
-    output::write(&out, format, args.out.as_deref())?;
-    Ok(Exit::Ok)
+    match result {
+        Ok(o) => Ok(Some((o, catalog))),
+        Err(e) => report(e, &db, color).map(|_| None),
+    }
 }
 
 pub fn explain(args: ExplainArgs, color: bool) -> Result<Exit, CliError> {

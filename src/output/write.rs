@@ -84,18 +84,41 @@ const TEMP_SUFFIX: &str = ".tmp";
 /// one file system: readers see the old file or the new one, never a mix), then syncs the
 /// folder so that the rename survives a crash.
 fn write_file(out: &RunOutput, format: Format, path: &Path) -> std::io::Result<()> {
+    atomic(path, &mut |w| write_to(out, format, w))
+}
+
+/// Writes `path` atomically with `body` (see [`write_file`]); errors name the file.
+pub fn write_atomic(
+    path: &Path,
+    body: &mut dyn FnMut(&mut (dyn Write + Send)) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    atomic(path, body)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot write {}: {e}", path.display())))
+}
+
+fn atomic(
+    path: &Path,
+    body: &mut dyn FnMut(&mut (dyn Write + Send)) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
     remove_stale_temporaries(dir);
+    // A temporary file is private (0600); the result gets the file's mode it replaces,
+    // or a result file's usual 0644.
+    let mode = std::fs::metadata(path).map_or(0o644, |m| {
+        use std::os::unix::fs::PermissionsExt;
+        m.permissions().mode() & 0o7777
+    });
     let mut tmp = tempfile::Builder::new()
         .prefix(&temp_prefix())
         .suffix(TEMP_SUFFIX)
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))
         .tempfile_in(dir)?;
     {
         let mut w = std::io::BufWriter::new(tmp.as_file_mut());
-        write_to(out, format, &mut w)?;
+        body(&mut w)?;
         w.flush()?;
     }
     tmp.as_file().sync_all()?;
@@ -319,7 +342,8 @@ fn format_column(c: &ArrayRef, unit: Option<Unit>) -> Vec<String> {
     }
 }
 
-fn number(v: f64, unit: Option<Unit>) -> String {
+/// `v` as the table shows it for `unit`.
+pub(crate) fn number(v: f64, unit: Option<Unit>) -> String {
     match unit {
         Some(Unit::Count) if v.fract() == 0.0 => group(&format!("{v:.0}")),
         Some(Unit::Percent) => format!("{}%", group(&format!("{v:.2}"))),

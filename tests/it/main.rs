@@ -11,6 +11,7 @@ mod fuzz;
 mod hostile;
 mod output;
 mod reference;
+mod report;
 mod run;
 mod schema;
 mod sources;
