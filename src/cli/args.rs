@@ -27,6 +27,9 @@ pub enum Command {
     Explain(ExplainArgs),
     /// Write the run as one self-contained HTML page: a chart per metric and the numbers.
     Report(ReportArgs),
+    /// Serve the metrics over HTTP: a JSON/CSV/Arrow API and report pages (loopback by
+    /// default), reloading the definitions when they change.
+    Serve(ServeArgs),
     /// Generate a deterministic CRM data set (all 12 tables) at any scale.
     Gen(GenArgs),
     /// Compare two metric folders: metrics added, removed and changed, with SQL diffs.
@@ -198,7 +201,7 @@ pub struct EngineArgs {
 }
 
 impl EngineArgs {
-    fn engine(&self) -> crate::compile::Engine {
+    pub(crate) fn engine(&self) -> crate::compile::Engine {
         crate::compile::Engine {
             threads: self.threads.map(usize::from),
             memory_limit: self.memory_limit,
@@ -315,6 +318,22 @@ pub struct ReportArgs {
     /// The page's title.
     #[arg(long, default_value = "KPI report")]
     pub title: String,
+}
+
+/// `kpi serve`'s arguments.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Directory of metric and model YAML files; watched for changes.
+    #[arg(long, default_value = "metrics")]
+    pub metrics: PathBuf,
+    /// Data root: one CSV/Parquet file or folder per table.
+    #[arg(long, default_value = "sample_data")]
+    pub data: PathBuf,
+    /// Address to listen on; port 0 picks a free one (the address is printed on stderr).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub addr: std::net::SocketAddr,
+    #[command(flatten)]
+    pub engine: EngineArgs,
 }
 
 /// `kpi explain`'s arguments.

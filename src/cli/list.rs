@@ -7,8 +7,9 @@ use super::{CliError, Exit, load_valid, print};
 use crate::diag::SourceDb;
 use crate::validate::{Catalog, Kind};
 
+/// One metric as `kpi list` and `kpi serve` show it.
 #[derive(Serialize)]
-struct Row {
+pub(super) struct Row {
     name: String,
     description: String,
     kind: &'static str,
@@ -19,7 +20,7 @@ struct Row {
     file: String,
 }
 
-fn rows(cat: &Catalog, db: &SourceDb) -> Vec<Row> {
+pub(super) fn rows(cat: &Catalog, db: &SourceDb) -> Vec<Row> {
     cat.public_metrics()
         .map(|id| {
             let m = &cat.metrics[id];

@@ -9,6 +9,7 @@ mod list;
 mod report;
 mod run;
 mod schema;
+mod serve;
 mod test;
 mod validate;
 
@@ -52,6 +53,7 @@ pub fn main() -> ExitCode {
         Command::Run(a) => run::run(a, color),
         Command::Explain(a) => run::explain(a, color),
         Command::Report(a) => report::run(a, color),
+        Command::Serve(a) => serve::run(a),
         Command::Gen(a) => r#gen::run(a),
         Command::Diff(a) => diff::run(a, color),
         Command::Test(a) => test::run(a, color),

@@ -20,7 +20,7 @@ pub use line_index::{LineCol, LineIndex};
 pub struct FileId(pub u32);
 
 /// A loaded source file: its display path and full text.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct SourceFile {
     /// Path as shown to users (relative to the working directory when possible).
     pub path: PathBuf,
@@ -37,7 +37,7 @@ impl SourceFile {
 }
 
 /// Every file a run has read, addressed by [`FileId`].
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct SourceDb {
     files: Vec<SourceFile>,
 }

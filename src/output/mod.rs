@@ -5,4 +5,4 @@ pub mod report;
 pub mod table;
 mod write;
 
-pub use write::{Format, write, write_atomic};
+pub use write::{Format, render, write, write_atomic};

@@ -31,14 +31,25 @@ pub enum Format {
     Jsonl,
     /// Apache Parquet.
     Parquet,
+    /// The Arrow IPC stream format, for dataframes (pandas, polars, R's arrow).
+    Arrow,
+}
+
+/// `out` in `format`, in memory (`kpi serve` answers with it).
+pub fn render(out: &RunOutput, format: Format) -> std::io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    write_to(out, format, &mut bytes)?;
+    Ok(bytes)
 }
 
 /// Writes `out` in `format` to `path`, or to stdout when `path` is `None`.
 pub fn write(out: &RunOutput, format: Format, path: Option<&Path>) -> std::io::Result<()> {
     match path {
         None => {
-            if format == Format::Parquet {
-                return Err(std::io::Error::other("--format parquet needs --out FILE"));
+            if matches!(format, Format::Parquet | Format::Arrow) {
+                return Err(std::io::Error::other(
+                    "--format parquet and --format arrow need --out FILE",
+                ));
             }
             let mut w = std::io::BufWriter::new(std::io::stdout());
             match (format, terminal_width()) {
@@ -203,6 +214,15 @@ fn write_to(out: &RunOutput, format: Format, w: &mut (dyn Write + Send)) -> std:
             let mut writer = json::WriterBuilder::new()
                 .with_explicit_nulls(true)
                 .build::<_, json::writer::LineDelimited>(&mut *w);
+            for b in &out.batches {
+                writer.write(b).map_err(io)?;
+            }
+            writer.finish().map_err(io)
+        }
+        Format::Arrow => {
+            let mut writer =
+                datafusion::arrow::ipc::writer::StreamWriter::try_new(&mut *w, &out.schema)
+                    .map_err(io)?;
             for b in &out.batches {
                 writer.write(b).map_err(io)?;
             }

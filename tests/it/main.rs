@@ -14,6 +14,7 @@ mod reference;
 mod report;
 mod run;
 mod schema;
+mod serve;
 mod sources;
 mod testing;
 mod validate;

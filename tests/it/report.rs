@@ -38,13 +38,12 @@ fn chromium(dir: &Path, args: &[&str]) -> std::process::Output {
 
 /// The page as Chromium parsed it.
 fn dom(dir: &Path, page: &str) -> String {
-    let out = chromium(
-        dir,
-        &[
-            "--dump-dom",
-            &format!("file://{}", dir.join(page).display()),
-        ],
-    );
+    dom_of(dir, &format!("file://{}", dir.join(page).display()))
+}
+
+/// The page at `url` as Chromium loaded and parsed it.
+pub fn dom_of(dir: &Path, url: &str) -> String {
+    let out = chromium(dir, &["--dump-dom", url]);
     assert!(
         out.status.success(),
         "{}",
@@ -54,7 +53,7 @@ fn dom(dir: &Path, page: &str) -> String {
 }
 
 /// The value of attribute `name` in each opening tag `<tag ` of `html`, in order.
-fn attributes(html: &str, tag: &str, name: &str) -> Vec<String> {
+pub fn attributes(html: &str, tag: &str, name: &str) -> Vec<String> {
     html.split(&format!("<{tag} "))
         .skip(1)
         .map(|t| {
