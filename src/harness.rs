@@ -90,7 +90,7 @@ async fn scan(root: &Path) {
     }
     for q in ["select count(*) from orders", "select * from orders"] {
         if let Ok(df) = ctx.sql(q).await {
-            let _ = df.collect().await;
+            let _ = crate::exec::collect(&ctx, df.into_unoptimized_plan(), q).await;
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod diag;
 pub mod diff;
 pub mod exec;
 pub mod generate;
+pub mod guard;
 pub mod harness;
 pub mod output;
 pub mod source;

@@ -47,7 +47,27 @@ pub enum CliError {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let color = cli.color.enabled(std::io::stderr().is_terminal());
-    let result = match cli.command {
+    crate::guard::install();
+    // Reads of data catch their own panics and name the file; this is the last resort.
+    let result =
+        std::panic::catch_unwind(move || dispatch(cli.command, color)).unwrap_or_else(|_| {
+            Err(CliError::Message(format!(
+                "internal error, please report it: {}",
+                crate::guard::message()
+            )))
+        });
+    match result {
+        Ok(code) => ExitCode::from(code as u8),
+        Err(CliError::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "error: {e}");
+            ExitCode::from(Exit::Error as u8)
+        }
+    }
+}
+
+fn dispatch(command: Command, color: bool) -> Result<Exit, CliError> {
+    match command {
         Command::Validate(a) => validate::run(a, color),
         Command::List(a) => list::run(a),
         Command::Run(a) => run::run(a, color),
@@ -58,14 +78,6 @@ pub fn main() -> ExitCode {
         Command::Diff(a) => diff::run(a, color),
         Command::Test(a) => test::run(a, color),
         Command::Schema => schema::run(),
-    };
-    match result {
-        Ok(code) => ExitCode::from(code as u8),
-        Err(CliError::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
-        Err(e) => {
-            let _ = writeln!(std::io::stderr(), "error: {e}");
-            ExitCode::from(Exit::Error as u8)
-        }
     }
 }
 

@@ -525,16 +525,26 @@ async fn data_range(
     Ok((lo, hi + 1))
 }
 
-async fn collect(
+/// Runs `plan` to completion. Errors name `what`; a panic in the engine (a corrupt file)
+/// becomes an error too.
+pub async fn collect(
     ctx: &SessionContext,
     plan: LogicalPlan,
     what: &str,
 ) -> Result<Vec<RecordBatch>, RunError> {
-    let df = ctx
-        .execute_logical_plan(plan)
-        .await
-        .map_err(|e| exec_error(what, &e))?;
-    df.collect().await.map_err(|e| exec_error(what, &e))
+    let run = async {
+        let df = ctx
+            .execute_logical_plan(plan)
+            .await
+            .map_err(|e| exec_error(what, &e))?;
+        df.collect().await.map_err(|e| exec_error(what, &e))
+    };
+    crate::guard::guarded(run).await.unwrap_or_else(|panic| {
+        Err(RunError::Execution(format!(
+            "computing `{what}`: the engine failed on this data ({panic}); a data file is \
+             likely corrupt"
+        )))
+    })
 }
 
 pub(crate) fn exec_error(what: &str, e: &datafusion::error::DataFusionError) -> RunError {

@@ -305,6 +305,31 @@ impl DataRoot {
             })
     }
 
+    /// The error for a reader that panicked on `entry`: each file read alone, under the
+    /// same guard, finds the one at fault.
+    async fn panicked(&self, ctx: &SessionContext, entry: &TableEntry, panic: &str) -> SourceError {
+        let options = listing_options(entry);
+        let state = ctx.state();
+        for f in &entry.files {
+            let Ok(url) = table_url(f) else { continue };
+            let one = crate::guard::guarded(options.infer_schema(&state, &url)).await;
+            let message = match one {
+                Ok(Ok(_)) => continue,
+                Ok(Err(e)) => root_cause(&e.to_string()),
+                Err(p) => format!("the reader failed on it ({p})"),
+            };
+            return SourceError::CorruptParquet {
+                file: f.clone(),
+                message,
+            };
+        }
+        SourceError::Schema {
+            table: entry.name.clone(),
+            path: entry.path.clone(),
+            message: format!("the reader failed ({panic})"),
+        }
+    }
+
     /// After a failed read of CSV table `name` with `schema`: the first value that does
     /// not parse as its column's type, if one is found.
     pub fn bad_value(&self, name: &str, schema: &Schema) -> Option<SourceError> {
@@ -367,7 +392,10 @@ impl DataRoot {
         let types = self.types.get(name).map(Vec::as_slice).unwrap_or_default();
         let present = |d: &&Declared| !self.sparse || entry_has_column(entry, &d.column);
         let declared: Vec<Declared> = declared.iter().filter(present).cloned().collect();
-        let table = listing_table(ctx, entry, &declared, types).await?;
+        let table = match crate::guard::guarded(listing_table(ctx, entry, &declared, types)).await {
+            Ok(t) => t?,
+            Err(panic) => return Err(self.panicked(ctx, entry, &panic).await),
+        };
         let schema = table.schema();
         ctx.register_table(name, Arc::new(table))
             .map_err(|e| SourceError::Schema {

@@ -416,3 +416,28 @@ fn a_symlink_loop_in_a_table_folder_is_an_error() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("(a symlink loop)"), "{err}");
 }
+
+#[test]
+fn a_parquet_footer_that_panics_the_reader_is_an_error_naming_the_file() {
+    // Found by `fuzz/`'s `source` target: parquet 59's footer decoder subtracts past zero
+    // on this file (its first byte picked Parquet for the fuzzer).
+    let input = std::fs::read(crate::repo(
+        "tests/fuzz_regressions/source/parquet_footer_length_underflow",
+    ))
+    .unwrap();
+    let f = Fixture::new(
+        &[
+            ("models/orders.yaml", "table: orders\ntime: ordered_at\n"),
+            REVENUE,
+        ],
+        &[],
+    );
+    std::fs::write(f.dir.path().join("data/orders.parquet"), &input[1..]).unwrap();
+    let (code, err) = fails(&f, &[]);
+    assert_ne!(code, 0);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(
+        err.contains("cannot read Parquet file data/orders.parquet: "),
+        "{err}"
+    );
+}
