@@ -98,9 +98,18 @@ pub fn summary(diags: &[Diagnostic]) -> String {
     )
 }
 
+/// `span` inside `text` and on character boundaries (start moved back, end forward), so
+/// that the renderer can slice it: a span that splits a character (found by `fuzz/`'s
+/// `yaml_loader` on a file with invalid UTF-8 replaced) must not crash the report.
 fn clamp(text: &str, span: &std::ops::Range<usize>) -> std::ops::Range<usize> {
-    let start = span.start.min(text.len());
-    let end = span.end.clamp(start, text.len());
+    let mut start = span.start.min(text.len());
+    while !text.is_char_boundary(start) {
+        start -= 1;
+    }
+    let mut end = span.end.clamp(start, text.len());
+    while !text.is_char_boundary(end) {
+        end += 1;
+    }
     start..end
 }
 
