@@ -25,6 +25,8 @@ pub enum Command {
     Run(RunArgs),
     /// Show the SQL and the plans a metric runs.
     Explain(ExplainArgs),
+    /// Print a run as one SQL statement for another engine (PostgreSQL, DuckDB, …).
+    Sql(SqlArgs),
     /// Write the run as one self-contained HTML page: a chart per metric and the numbers.
     Report(ReportArgs),
     /// Serve the metrics over HTTP: a JSON/CSV/Arrow API and report pages (loopback by
@@ -282,42 +284,58 @@ impl QueryArgs {
     }
 }
 
-/// `kpi run`'s arguments: the CLI contract outside tools rely on.
+/// What a run computes and over which periods: shared by `kpi run` and `kpi report`.
 #[derive(Debug, Args)]
-pub struct RunArgs {
+pub struct Selection {
     /// Metrics to compute, in output column order (default: every metric).
     #[arg(value_name = "METRIC")]
     pub metric_names: Vec<String>,
     #[command(flatten)]
     pub query: QueryArgs,
-    /// Add each metric's value in the compared period and the change in %.
+    /// Add each metric's value in the compared period and the change in % (a report
+    /// overlays the compared period, dashed).
     #[arg(long, value_enum)]
     pub compare: Option<crate::exec::Compare>,
+}
+
+/// `kpi run`'s arguments: the CLI contract outside tools rely on.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub selection: Selection,
     /// Output format (default: table on a terminal, csv otherwise).
     #[arg(long, value_enum)]
     pub format: Option<crate::output::Format>,
-    /// Write to FILE atomically instead of stdout.
+    /// Write to FILE atomically instead of stdout (a folder, with --partition-by).
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+    /// Split the results into one file per period under the --out folder,
+    /// `period=YYYY-MM-DD/part-0.EXT`: each replaced atomically, other periods' files kept.
+    #[arg(long, value_enum, requires = "out")]
+    pub partition_by: Option<crate::output::PartitionBy>,
 }
 
-/// `kpi report`'s arguments: `kpi run`'s, and the page to write.
+/// `kpi report`'s arguments: `kpi run`'s selection, and the page to write.
 #[derive(Debug, Args)]
 pub struct ReportArgs {
-    /// Metrics to chart, in this order (default: every metric).
-    #[arg(value_name = "METRIC")]
-    pub metric_names: Vec<String>,
     #[command(flatten)]
-    pub query: QueryArgs,
-    /// Overlay each metric's value in the compared period, dashed.
-    #[arg(long, value_enum)]
-    pub compare: Option<crate::exec::Compare>,
+    pub selection: Selection,
     /// The HTML file to write, atomically; it needs nothing else to be read offline.
     #[arg(long, value_name = "FILE", default_value = "report.html")]
     pub out: PathBuf,
     /// The page's title.
     #[arg(long, default_value = "KPI report")]
     pub title: String,
+}
+
+/// `kpi sql`'s arguments: `kpi run`'s selection, and the dialect to write.
+#[derive(Debug, Args)]
+pub struct SqlArgs {
+    #[command(flatten)]
+    pub selection: Selection,
+    /// The SQL dialect to write; only PostgreSQL's output is run on its engine by the tests.
+    #[arg(long, value_enum, default_value_t = crate::exec::SqlDialect::Generic)]
+    pub dialect: crate::exec::SqlDialect,
 }
 
 /// `kpi serve`'s arguments.

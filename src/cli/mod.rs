@@ -72,6 +72,7 @@ fn dispatch(command: Command, color: bool) -> Result<Exit, CliError> {
         Command::List(a) => list::run(a),
         Command::Run(a) => run::run(a, color),
         Command::Explain(a) => run::explain(a, color),
+        Command::Sql(a) => run::sql(a, color),
         Command::Report(a) => report::run(a, color),
         Command::Serve(a) => serve::run(a),
         Command::Gen(a) => r#gen::run(a),

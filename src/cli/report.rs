@@ -6,24 +6,11 @@ use super::{CliError, Exit};
 use crate::output::report::{MetricInfo, Page};
 
 pub fn run(args: ReportArgs, color: bool) -> Result<Exit, CliError> {
-    let Some((out, catalog)) =
-        compute(&args.query, args.metric_names.clone(), args.compare, color)?
-    else {
+    let Some((out, catalog)) = compute(&args.selection, color)? else {
         return Ok(Exit::Failed);
     };
-    let keys = 1 + args.query.by.len();
-    let metrics = out
-        .schema
-        .fields()
-        .iter()
-        .skip(keys)
-        .filter_map(|f| catalog.metrics.iter().find(|m| m.name == *f.name()))
-        .map(|m| MetricInfo {
-            name: m.name.clone(),
-            description: m.spec.description.clone(),
-            unit: m.spec.unit.as_ref().map(|u| u.value),
-        })
-        .collect();
+    let keys = 1 + args.selection.query.by.len();
+    let metrics = MetricInfo::of_run(&out, &catalog, keys);
     let page = Page {
         title: args.title.clone(),
         parameters: parameters(&args),
@@ -37,7 +24,7 @@ pub fn run(args: ReportArgs, color: bool) -> Result<Exit, CliError> {
 
 /// The run's parameters as the page lists them.
 fn parameters(args: &ReportArgs) -> Vec<(String, String)> {
-    let q = &args.query;
+    let q = &args.selection.query;
     let or = |v: &Option<String>, d: &str| v.clone().unwrap_or_else(|| d.to_string());
     let mut p = vec![
         ("metrics".to_string(), q.metrics.display().to_string()),
@@ -64,7 +51,7 @@ fn parameters(args: &ReportArgs) -> Vec<(String, String)> {
     if let Some(w) = &q.filter {
         p.push(("where".into(), w.clone()));
     }
-    if let Some(c) = args.compare {
+    if let Some(c) = args.selection.compare {
         use clap::ValueEnum;
         let name = c.to_possible_value().map(|v| v.get_name().to_string());
         p.push(("compare".into(), name.unwrap_or_default()));

@@ -2,7 +2,7 @@
 
 use std::io::IsTerminal;
 
-use super::args::{ExplainArgs, QueryArgs, RunArgs};
+use super::args::{ExplainArgs, RunArgs, Selection, SqlArgs};
 use super::{CliError, Exit, load_valid, print};
 use crate::diag::{SourceDb, render};
 use crate::exec::{self, ExplainOptions, RunError};
@@ -35,27 +35,36 @@ pub fn run(args: RunArgs, color: bool) -> Result<Exit, CliError> {
         } else {
             Format::Csv
         });
-    let Some((out, _)) = compute(&args.query, args.metric_names, args.compare, color)? else {
+    if args.partition_by.is_some() && output::part_name(format).is_none() {
+        return Err(CliError::Message(
+            "--partition-by needs a file format: csv, json, jsonl, parquet or arrow".into(),
+        ));
+    }
+    let Some((out, _)) = compute(&args.selection, color)? else {
         return Ok(Exit::Failed);
     };
-    output::write(&out, format, args.out.as_deref())?;
+    match (args.partition_by, args.out.as_deref()) {
+        (Some(output::PartitionBy::Period), Some(dir)) => {
+            output::write_partitioned(&out, format, dir)?;
+        }
+        (_, path) => output::write(&out, format, path)?,
+    }
     Ok(Exit::Ok)
 }
 
 /// Loads the definitions and runs `names` as `query` asks, showing progress on a
 /// terminal. `None` when definitions or the request were at fault (already reported).
 pub(crate) fn compute(
-    query: &QueryArgs,
-    names: Vec<String>,
-    compare: Option<exec::Compare>,
+    selection: &Selection,
     color: bool,
 ) -> Result<Option<(exec::RunOutput, Catalog)>, CliError> {
+    let query = &selection.query;
     let mut db = SourceDb::default();
     let Some(catalog) = load_valid(&query.metrics, &mut db, color)? else {
         return Ok(None);
     };
     let root = DataRoot::open(&query.data).map_err(|e| CliError::Message(e.to_string()))?;
-    let req = query.request(names, compare);
+    let req = query.request(selection.metric_names.clone(), selection.compare);
     let show_progress = std::io::stderr().is_terminal();
     let result = runtime().block_on(async {
         let program = exec::prepare(&catalog, &mut db, &root, &req).await?;
@@ -93,6 +102,28 @@ pub fn explain(args: ExplainArgs, color: bool) -> Result<Exit, CliError> {
     match result {
         Ok(text) => {
             print(&text)?;
+            Ok(Exit::Ok)
+        }
+        Err(e) => report(e, &db, color),
+    }
+}
+
+/// `kpi sql`: the run `kpi run` would compute, as one statement in a dialect.
+pub fn sql(args: SqlArgs, color: bool) -> Result<Exit, CliError> {
+    let query = &args.selection.query;
+    let mut db = SourceDb::default();
+    let Some(catalog) = load_valid(&query.metrics, &mut db, color)? else {
+        return Ok(Exit::Failed);
+    };
+    let root = DataRoot::open(&query.data).map_err(|e| CliError::Message(e.to_string()))?;
+    let req = query.request(args.selection.metric_names.clone(), args.selection.compare);
+    let result = runtime().block_on(async {
+        let program = exec::prepare(&catalog, &mut db, &root, &req).await?;
+        exec::export(&program, &catalog, args.dialect).await
+    });
+    match result {
+        Ok(sql) => {
+            print(&sql)?;
             Ok(Exit::Ok)
         }
         Err(e) => report(e, &db, color),

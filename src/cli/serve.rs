@@ -334,18 +334,7 @@ async fn page(State(shared): State<Arc<Shared>>, Query(q): Query<RunQuery>) -> R
         Ok(x) => x,
         Err(e) => return e,
     };
-    let metrics = out
-        .schema
-        .fields()
-        .iter()
-        .skip(keys)
-        .filter_map(|f| loaded.catalog.metrics.iter().find(|m| m.name == *f.name()))
-        .map(|m| crate::output::report::MetricInfo {
-            name: m.name.clone(),
-            description: m.spec.description.clone(),
-            unit: m.spec.unit.as_ref().map(|u| u.value),
-        })
-        .collect();
+    let metrics = crate::output::report::MetricInfo::of_run(&out, &loaded.catalog, keys);
     let mut parameters = vec![
         ("data root".to_string(), shared.data.display().to_string()),
         ("catalogue loaded".to_string(), loaded.at.clone()),

@@ -153,7 +153,7 @@ pub async fn compiled_sql(p: &Program, cat: &Catalog) -> Result<Vec<(String, Str
     Ok(out)
 }
 
-fn register_empty(p: &Program, s: &Scan) -> Result<(), RunError> {
+pub(super) fn register_empty(p: &Program, s: &Scan) -> Result<(), RunError> {
     register_result(p, s, vec![])
 }
 

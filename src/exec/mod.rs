@@ -29,8 +29,10 @@ use crate::spec::{Grain, Text, Unit};
 use crate::validate::{Catalog, Kind, MetricId, Shift};
 
 mod explain;
+mod export;
 
 pub use explain::{ExplainOptions, compiled_sql, explain};
+pub use export::{SqlDialect, export};
 
 /// What `--compare` adds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -144,11 +146,11 @@ pub struct Program {
     pub root: DataRoot,
 }
 
-/// The tables a plan scans, in plan order.
+/// The tables a plan scans, subqueries included, in plan order.
 fn scanned(plan: &LogicalPlan) -> Vec<String> {
-    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    use datafusion::common::tree_node::TreeNodeRecursion;
     let mut names: Vec<String> = Vec::new();
-    let _ = plan.apply(|node| {
+    let _ = plan.apply_with_subqueries(|node| {
         if let LogicalPlan::TableScan(scan) = node {
             let t = scan.table_name.table().to_string();
             if !names.contains(&t) {

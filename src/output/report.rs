@@ -27,6 +27,25 @@ pub struct MetricInfo {
     pub unit: Option<Unit>,
 }
 
+impl MetricInfo {
+    /// The charted metrics of `out`, in its column order: the catalogue's metrics among
+    /// the columns after the `keys` leading ones (`_previous` and `_change_pct` columns
+    /// are not metrics and are skipped).
+    pub fn of_run(out: &RunOutput, catalog: &crate::validate::Catalog, keys: usize) -> Vec<Self> {
+        out.schema
+            .fields()
+            .iter()
+            .skip(keys)
+            .filter_map(|f| catalog.metrics.iter().find(|m| m.name == *f.name()))
+            .map(|m| MetricInfo {
+                name: m.name.clone(),
+                description: m.spec.description.clone(),
+                unit: m.spec.unit.as_ref().map(|u| u.value),
+            })
+            .collect()
+    }
+}
+
 /// One line of a chart: a `--by` value (or the metric itself), current or compared.
 struct Series {
     label: String,

@@ -111,10 +111,41 @@ fn atomic(
     path: &Path,
     body: &mut dyn FnMut(&mut (dyn Write + Send)) -> std::io::Result<()>,
 ) -> std::io::Result<()> {
-    let dir = match path.parent() {
+    stage(path, body)?.commit()
+}
+
+/// A complete, synced file waiting in a temporary sibling of its destination. Dropped
+/// without [`Staged::commit`], it is removed and the destination is left as it was.
+pub(super) struct Staged {
+    tmp: tempfile::NamedTempFile,
+    path: std::path::PathBuf,
+}
+
+impl Staged {
+    /// Renames the file over its destination and syncs the folder.
+    pub(super) fn commit(self) -> std::io::Result<()> {
+        let dir = folder_of(&self.path).to_path_buf();
+        self.tmp.persist(&self.path).map_err(|e| e.error)?;
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+}
+
+fn folder_of(path: &Path) -> &Path {
+    match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
-    };
+    }
+}
+
+/// Writes `body` into a synced temporary sibling of `path`, ready to be renamed over it.
+pub(super) fn stage(
+    path: &Path,
+    body: &mut dyn FnMut(&mut (dyn Write + Send)) -> std::io::Result<()>,
+) -> std::io::Result<Staged> {
+    let dir = folder_of(path);
     remove_stale_temporaries(dir);
     // A temporary file is private (0600); the result gets the file's mode it replaces,
     // or a result file's usual 0644.
@@ -133,11 +164,10 @@ fn atomic(
         w.flush()?;
     }
     tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    Ok(Staged {
+        tmp,
+        path: path.to_path_buf(),
+    })
 }
 
 /// Removes the temporary files in `dir` that runs killed before their rename left
@@ -169,7 +199,7 @@ fn remove_stale_temporaries(dir: &Path) {
 
 /// A writer's error as the I/O error under it when there is one (a full disk stays
 /// "No space left on device", not "Io error: …"), else as an I/O error of its own.
-fn io(e: impl std::error::Error + Send + Sync + 'static) -> std::io::Error {
+pub(super) fn io(e: impl std::error::Error + Send + Sync + 'static) -> std::io::Error {
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
     while let Some(c) = cause {
         if let Some(io) = c.downcast_ref::<std::io::Error>() {
@@ -180,7 +210,11 @@ fn io(e: impl std::error::Error + Send + Sync + 'static) -> std::io::Error {
     std::io::Error::other(e)
 }
 
-fn write_to(out: &RunOutput, format: Format, w: &mut (dyn Write + Send)) -> std::io::Result<()> {
+pub(super) fn write_to(
+    out: &RunOutput,
+    format: Format,
+    w: &mut (dyn Write + Send),
+) -> std::io::Result<()> {
     use datafusion::arrow::{csv, json};
     match format {
         Format::Table => w.write_all(table(out).as_bytes()),

@@ -10,6 +10,8 @@ mod explain;
 mod fuzz;
 mod hostile;
 mod output;
+mod partition;
+mod postgres;
 mod reference;
 mod report;
 mod run;
