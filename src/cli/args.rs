@@ -333,7 +333,8 @@ pub struct ReportArgs {
 pub struct SqlArgs {
     #[command(flatten)]
     pub selection: Selection,
-    /// The SQL dialect to write; only PostgreSQL's output is run on its engine by the tests.
+    /// The SQL dialect to write; PostgreSQL's and DuckDB's output is run on their engines
+    /// by the tests.
     #[arg(long, value_enum, default_value_t = crate::exec::SqlDialect::Generic)]
     pub dialect: crate::exec::SqlDialect,
 }

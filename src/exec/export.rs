@@ -43,7 +43,7 @@ use crate::validate::Catalog;
 pub enum SqlDialect {
     /// PostgreSQL: every shipped KPI is run on a real server by the tests.
     Postgres,
-    /// DuckDB (untested on a real engine).
+    /// DuckDB: every shipped KPI is run on DuckDB by the tests.
     Duckdb,
     /// MySQL 8 (untested on a real engine).
     Mysql,
@@ -382,22 +382,23 @@ fn filter_as_case(f: &mut ast::Function, p: ast::Expr) {
 /// Column references of a `SELECT` over one derived table, written with the qualifier of
 /// a table inside it, as plain names. The unparser writes a filter over a projection as
 /// `SELECT … FROM (SELECT t.a …) AS derived_projection WHERE t.a …` (DataFusion issue
-/// 25545), where `t` is out of scope; with one relation in `FROM`, the plain name is
+/// 25545; without the alias in dialects that do not require one), where `t` is out of
+/// scope; with one relation in `FROM`, the plain name is
 /// unambiguous.
 fn unqualify_over_derived(select: &mut ast::Select) {
     let [from] = select.from.as_slice() else {
         return;
     };
-    let ast::TableFactor::Derived {
-        alias: Some(alias), ..
-    } = &from.relation
-    else {
+    let ast::TableFactor::Derived { alias, .. } = &from.relation else {
         return;
     };
     if !from.joins.is_empty() {
         return;
     }
-    let own = alias.name.value.clone();
+    let own = alias
+        .as_ref()
+        .map(|a| a.name.value.clone())
+        .unwrap_or_default();
     let strip = |e: &mut ast::Expr| {
         if let ast::Expr::CompoundIdentifier(parts) = e
             && parts.len() == 2

@@ -1,7 +1,8 @@
-//! `kpi sql --dialect postgres` run for real: a PostgreSQL server (Debian's package,
-//! installed by `.ci/run`) is started on a Unix socket, the sample data is loaded into it
-//! with column types inferred here from the CSV text (not by kpi), and the exported SQL of
-//! every shipped KPI must give `kpi run`'s values to 1e-9.
+//! `kpi sql` run for real. PostgreSQL: a server (Debian's package, installed by `.ci/run`)
+//! is started on a Unix socket, the sample data is loaded into it with column types
+//! inferred here from the CSV text (not by kpi), and the exported SQL of every shipped KPI
+//! must give `kpi run`'s values to 1e-9. DuckDB: the same through its Python package
+//! (PyPI's `duckdb`, installed by `.ci/run`), reading the CSV files with its own reader.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -296,6 +297,62 @@ fn every_shipped_kpi_exported_to_postgres_gives_kpi_runs_values() {
     }
 }
 
+/// The DuckDB engine (its Python package) loading `sample_data/` with its own CSV reader,
+/// running the statement in `sql_file` and printing the result as CSV.
+const DUCKDB: &str = r#"
+import csv, glob, os, sys
+import duckdb
+con = duckdb.connect()
+con.execute("SET TimeZone = 'UTC'")
+for f in sorted(glob.glob(os.path.join(sys.argv[1], "*.csv"))):
+    name = os.path.basename(f)[:-4]
+    con.execute(f"CREATE TABLE {name} AS SELECT * FROM read_csv('{f}', header = true, "
+                "timestampformat = '%Y-%m-%dT%H:%M:%SZ')")
+res = con.execute(open(sys.argv[2]).read())
+out = csv.writer(sys.stdout, lineterminator="\n")
+out.writerow([d[0] for d in res.description])
+for row in res.fetchall():
+    out.writerow(["" if v is None else v for v in row])
+"#;
+
+#[test]
+fn every_shipped_kpi_exported_to_duckdb_gives_kpi_runs_values() {
+    let repo = crate::repo("");
+    let dir = tempfile::tempdir().unwrap();
+    // Days across New York's change to summer time (2025-03-09).
+    let days = [
+        "--tz",
+        "America/New_York",
+        "--grain",
+        "day",
+        "--from",
+        "2025-03-01",
+        "--to",
+        "2025-04-15",
+    ];
+    for extra in [&[][..], &days] {
+        let label = format!("kpi sql --dialect duckdb {}", extra.join(" "));
+        let (code, expected, err) = kpi_in(&repo, &[&["run", "--format", "csv"], extra].concat());
+        assert_eq!(code, 0, "kpi run: {err}");
+        let (code, sql, err) = kpi_in(&repo, &[&["sql", "--dialect", "duckdb"], extra].concat());
+        assert_eq!(code, 0, "{label}: {err}");
+        let file = dir.path().join("query.sql");
+        std::fs::write(&file, &sql).unwrap();
+        let out = Command::new("python3")
+            .args(["-c", DUCKDB])
+            .arg(repo.join("sample_data"))
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{label}: DuckDB refused the SQL (pip install duckdb; .ci/run does): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        compare(&label, &expected, &String::from_utf8_lossy(&out.stdout));
+    }
+}
+
 /// Dialects without `FILTER (WHERE …)` get `CASE` inside the aggregate instead; those
 /// with it keep it; `--help` says which dialects no engine has run.
 #[test]
@@ -332,16 +389,19 @@ fn dialects_without_aggregate_filters_get_case_and_untested_ones_say_so() {
     assert!(sql("duckdb").contains("median("));
     let (code, help, _) = kpi_in(&repo, &["sql", "--help"]);
     assert_eq!(code, 0);
-    for name in ["duckdb", "mysql", "sqlite", "bigquery", "snowflake"] {
+    for name in ["mysql", "sqlite", "bigquery", "snowflake"] {
         let line = help
             .lines()
             .find(|l| l.trim_start().starts_with(&format!("- {name}:")))
             .unwrap_or_else(|| panic!("{name} not in --help:\n{help}"));
         assert!(line.contains("untested"), "{line}");
     }
-    let line = help
-        .lines()
-        .find(|l| l.trim_start().starts_with("- postgres:"))
-        .unwrap();
-    assert!(!line.contains("untested"), "{line}");
+    for name in ["postgres", "duckdb"] {
+        let prefix = format!("- {name}:");
+        let line = help
+            .lines()
+            .find(|l| l.trim_start().starts_with(&prefix))
+            .unwrap();
+        assert!(!line.contains("untested"), "{line}");
+    }
 }
