@@ -37,20 +37,18 @@ pub async fn explain(
         p.calendar.tz.name()
     ));
     out.push_str(&scan_counts(p));
-    let mut plans: Vec<(String, String, LogicalPlan)> = Vec::new();
-    for s in &p.scans {
-        plans.push((
-            format!("scan of {}", scan_label(s, cat)),
-            s.shape.clone(),
-            s.plan.clone(),
-        ));
-        // Stand in for the scan's result so the assembly can be planned without running it.
-        register_empty(p, s)?;
-    }
+    let mut plans: Vec<(String, String, LogicalPlan)> = p
+        .scans
+        .iter()
+        .map(|s| {
+            let title = format!("scan of {}", scan_label(s, cat));
+            (title, s.shape.clone(), s.plan.clone())
+        })
+        .collect();
     plans.push((
         "assembly".to_string(),
         "periods × dimension values, stages joined, formulas computed".to_string(),
-        assembly(p, cat).await?,
+        planned_assembly(p, cat).await?,
     ));
     let last = plans.len() - 1;
     for (i, (title, shape, plan)) in plans.into_iter().enumerate() {
@@ -143,18 +141,23 @@ fn pretty_sql(sql: &str) -> String {
 /// The SQL of every stage of `p` and of its assembly, as `(title, SQL)`, planned without
 /// running anything (stage results are stood in for by empty tables of their schema).
 pub async fn compiled_sql(p: &Program, cat: &Catalog) -> Result<Vec<(String, String)>, RunError> {
-    let mut out = Vec::new();
-    for s in &p.scans {
-        out.push((format!("scan of {}", scan_label(s, cat)), sql_of(&s.plan)));
-        register_empty(p, s)?;
-    }
-    let asm = assembly(p, cat).await?;
+    let mut out: Vec<(String, String)> = p
+        .scans
+        .iter()
+        .map(|s| (format!("scan of {}", scan_label(s, cat)), sql_of(&s.plan)))
+        .collect();
+    let asm = planned_assembly(p, cat).await?;
     out.push(("assembly".to_string(), sql_of(&asm)));
     Ok(out)
 }
 
-pub(super) fn register_empty(p: &Program, s: &Scan) -> Result<(), RunError> {
-    register_result(p, s, vec![])
+/// The assembly's plan without running anything: every scan's result is stood in for by
+/// an empty table of its schema, which is all planning the assembly needs.
+pub(super) async fn planned_assembly(p: &Program, cat: &Catalog) -> Result<LogicalPlan, RunError> {
+    for s in &p.scans {
+        register_result(p, s, vec![])?;
+    }
+    assembly(p, cat).await
 }
 
 fn register_result(

@@ -32,7 +32,7 @@ use datafusion::sql::unparser::dialect::{
     SnowflakeDialect, SqliteDialect,
 };
 
-use super::{Program, RunError, assembly, exec_error, scanned};
+use super::{Program, RunError, exec_error, scanned};
 use crate::compile::bucket::BucketStart;
 use crate::compile::exact::ExactDecimal;
 use crate::source::UTC;
@@ -84,12 +84,12 @@ impl SqlDialect {
 pub async fn export(p: &Program, cat: &Catalog, dialect: SqlDialect) -> Result<String, RunError> {
     let d = dialect.unparser_dialect();
     let unparser = Unparser::new(d.as_ref());
-    let mut plans: Vec<(String, LogicalPlan)> = Vec::new();
-    for s in &p.scans {
-        plans.push((s.table.clone(), portable(s.plan.clone())?));
-        super::explain::register_empty(p, s)?;
-    }
-    let main = portable(assembly(p, cat).await?)?;
+    let plans = p
+        .scans
+        .iter()
+        .map(|s| Ok((s.table.clone(), portable(s.plan.clone())?)))
+        .collect::<Result<Vec<(String, LogicalPlan)>, RunError>>()?;
+    let main = portable(super::explain::planned_assembly(p, cat).await?)?;
     let results: BTreeSet<&str> = p.scans.iter().map(|s| s.table.as_str()).collect();
     let mut ctes = Vec::new();
     let mut sources = BTreeSet::new();

@@ -17,7 +17,7 @@ use datafusion::arrow::datatypes::{Date32Type, Schema};
 use datafusion::arrow::record_batch::RecordBatch;
 
 use super::Format;
-use super::write::{Staged, io, stage, write_to};
+use super::write::{Staged, io, named, stage, write_to};
 use crate::exec::RunOutput;
 
 /// How `--out DIR` splits a run's results into files.
@@ -78,10 +78,6 @@ pub fn write_partitioned(
     Ok(paths)
 }
 
-fn named(path: &Path, e: std::io::Error) -> std::io::Error {
-    std::io::Error::new(e.kind(), format!("cannot write {}: {e}", path.display()))
-}
-
 /// The rows of each period, the period column taken out, keyed by the period's date.
 fn split_by_period(out: &RunOutput) -> std::io::Result<BTreeMap<String, RunOutput>> {
     let all = concat_batches(&out.schema, &out.batches).map_err(io)?;
@@ -109,8 +105,7 @@ fn split_by_period(out: &RunOutput) -> std::io::Result<BTreeMap<String, RunOutpu
         let rows = take_record_batch(&all, &UInt32Array::from(indices)).map_err(io)?;
         let rows =
             RecordBatch::try_new(schema.clone(), rows.columns()[1..].to_vec()).map_err(io)?;
-        let name = datafusion::arrow::array::Date32Array::from(vec![day])
-            .value_as_date(0)
+        let name = datafusion::arrow::temporal_conversions::date32_to_datetime(day)
             .map(|d| d.format("%Y-%m-%d").to_string())
             .ok_or_else(|| std::io::Error::other(format!("period day {day} is out of range")))?;
         split.insert(

@@ -64,9 +64,7 @@ pub fn write(out: &RunOutput, format: Format, path: Option<&Path>) -> std::io::R
             }
             w.flush()
         }
-        Some(path) => write_file(out, format, path).map_err(|e| {
-            std::io::Error::new(e.kind(), format!("cannot write {}: {e}", path.display()))
-        }),
+        Some(path) => write_file(out, format, path).map_err(|e| named(path, e)),
     }
 }
 
@@ -103,8 +101,12 @@ pub fn write_atomic(
     path: &Path,
     body: &mut dyn FnMut(&mut (dyn Write + Send)) -> std::io::Result<()>,
 ) -> std::io::Result<()> {
-    atomic(path, body)
-        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot write {}: {e}", path.display())))
+    atomic(path, body).map_err(|e| named(path, e))
+}
+
+/// `e` as an error that names the file it failed to write, keeping its kind.
+pub(super) fn named(path: &Path, e: std::io::Error) -> std::io::Error {
+    std::io::Error::new(e.kind(), format!("cannot write {}: {e}", path.display()))
 }
 
 fn atomic(

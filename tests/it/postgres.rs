@@ -292,18 +292,32 @@ fn every_shipped_kpi_exported_to_postgres_gives_kpi_runs_values() {
         ],
     ];
     for extra in queries {
-        let label = format!("kpi sql {}", extra.join(" "));
-        let (code, expected, err) = kpi_in(&repo, &[&["run", "--format", "csv"], extra].concat());
-        assert_eq!(code, 0, "kpi run: {err}");
-        let (code, sql, err) = kpi_in(&repo, &[&["sql", "--dialect", "postgres"], extra].concat());
-        assert_eq!(code, 0, "{label}: {err}");
-        let file = server.dir.path().join("query.sql");
-        std::fs::write(&file, &sql).unwrap();
-        let got = server
-            .psql(&["-f", file.to_str().unwrap()])
-            .unwrap_or_else(|e| panic!("{label}: PostgreSQL refused the SQL: {e}\n{sql}"));
-        compare(&label, &expected, &got);
+        exported_matches_run(
+            "postgres",
+            extra,
+            &server.dir.path().join("query.sql"),
+            |f| server.psql(&["-f", f.to_str().unwrap()]),
+        );
     }
+}
+
+/// `kpi sql --dialect DIALECT EXTRA`, written to `file` and run by `engine`, must print
+/// what `kpi run --format csv EXTRA` prints, to 1e-9.
+fn exported_matches_run(
+    dialect: &str,
+    extra: &[&str],
+    file: &Path,
+    engine: impl Fn(&Path) -> Result<String, String>,
+) {
+    let repo = crate::repo("");
+    let label = format!("kpi sql --dialect {dialect} {}", extra.join(" "));
+    let (code, expected, err) = kpi_in(&repo, &[&["run", "--format", "csv"], extra].concat());
+    assert_eq!(code, 0, "kpi run: {err}");
+    let (code, sql, err) = kpi_in(&repo, &[&["sql", "--dialect", dialect], extra].concat());
+    assert_eq!(code, 0, "{label}: {err}");
+    std::fs::write(file, &sql).unwrap();
+    let got = engine(file).unwrap_or_else(|e| panic!("{label}: the engine refused the SQL: {e}"));
+    compare(&label, &expected, &got);
 }
 
 /// The DuckDB engine (its Python package) loading `sample_data/` with its own CSV reader,
@@ -340,25 +354,22 @@ fn every_shipped_kpi_exported_to_duckdb_gives_kpi_runs_values() {
         "2025-04-15",
     ];
     for extra in [&[][..], &days] {
-        let label = format!("kpi sql --dialect duckdb {}", extra.join(" "));
-        let (code, expected, err) = kpi_in(&repo, &[&["run", "--format", "csv"], extra].concat());
-        assert_eq!(code, 0, "kpi run: {err}");
-        let (code, sql, err) = kpi_in(&repo, &[&["sql", "--dialect", "duckdb"], extra].concat());
-        assert_eq!(code, 0, "{label}: {err}");
-        let file = dir.path().join("query.sql");
-        std::fs::write(&file, &sql).unwrap();
-        let out = Command::new("python3")
-            .args(["-c", DUCKDB])
-            .arg(repo.join("sample_data"))
-            .arg(&file)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{label}: DuckDB refused the SQL (pip install duckdb; .ci/run does): {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        compare(&label, &expected, &String::from_utf8_lossy(&out.stdout));
+        exported_matches_run("duckdb", extra, &dir.path().join("query.sql"), |f| {
+            let out = Command::new("python3")
+                .args(["-c", DUCKDB])
+                .arg(repo.join("sample_data"))
+                .arg(f)
+                .output()
+                .unwrap();
+            if out.status.success() {
+                Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+            } else {
+                Err(format!(
+                    "(pip install duckdb; .ci/run does) {}",
+                    String::from_utf8_lossy(&out.stderr)
+                ))
+            }
+        });
     }
 }
 
