@@ -17,5 +17,6 @@ pub mod output;
 pub mod source;
 pub mod spec;
 pub mod sql;
+pub mod store;
 pub mod testing;
 pub mod validate;

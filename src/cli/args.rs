@@ -82,7 +82,8 @@ pub struct ValidateArgs {
     /// Directory of metric and model YAML files (searched recursively).
     #[arg(long, default_value = "metrics")]
     pub metrics: PathBuf,
-    /// Also check tables, columns and types against this data root (no data is scanned).
+    /// Also check tables, columns and types against this data root, a folder or an
+    /// object-store URL (no data is scanned).
     #[arg(long)]
     pub data: Option<PathBuf>,
     /// Output format of the findings.
@@ -172,7 +173,9 @@ pub struct QueryArgs {
     /// Directory of metric and model YAML files.
     #[arg(long, default_value = "metrics")]
     pub metrics: PathBuf,
-    /// Data root: one CSV/Parquet file or folder per table.
+    /// Data root: one CSV/Parquet file or folder per table; a folder, or an object-store
+    /// URL (s3://bucket/prefix, gs://, az://, http(s)://) with credentials from the
+    /// environment (AWS_ACCESS_KEY_ID, AWS_REGION, AWS_ENDPOINT_URL, …).
     #[arg(long, default_value = "sample_data")]
     pub data: PathBuf,
     #[command(flatten)]
@@ -306,7 +309,8 @@ pub struct RunArgs {
     /// Output format (default: table on a terminal, csv otherwise).
     #[arg(long, value_enum)]
     pub format: Option<crate::output::Format>,
-    /// Write to FILE atomically instead of stdout (a folder, with --partition-by).
+    /// Write to FILE atomically instead of stdout (a folder, with --partition-by);
+    /// FILE may be an object-store URL (s3://bucket/results.parquet).
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
     /// Split the results into one file per period under the --out folder,
@@ -345,7 +349,8 @@ pub struct ServeArgs {
     /// Directory of metric and model YAML files; watched for changes.
     #[arg(long, default_value = "metrics")]
     pub metrics: PathBuf,
-    /// Data root: one CSV/Parquet file or folder per table.
+    /// Data root: one CSV/Parquet file or folder per table; a folder or an object-store
+    /// URL (s3://, gs://, az://, http(s)://).
     #[arg(long, default_value = "sample_data")]
     pub data: PathBuf,
     /// Address to listen on; port 0 picks a free one (the address is printed on stderr).

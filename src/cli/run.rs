@@ -8,6 +8,7 @@ use crate::diag::{SourceDb, render};
 use crate::exec::{self, ExplainOptions, RunError};
 use crate::output::{self, Format};
 use crate::source::DataRoot;
+use crate::store;
 use crate::validate::Catalog;
 
 pub(crate) fn runtime() -> tokio::runtime::Runtime {
@@ -15,6 +16,11 @@ pub(crate) fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("tokio runtime")
+}
+
+/// The data root at `data`: a folder, or an object-store URL.
+async fn locate(data: &std::path::Path) -> Result<DataRoot, RunError> {
+    DataRoot::locate(data).await.map_err(RunError::from)
 }
 
 fn report(e: RunError, db: &SourceDb, color: bool) -> Result<Exit, CliError> {
@@ -44,8 +50,14 @@ pub fn run(args: RunArgs, color: bool) -> Result<Exit, CliError> {
         return Ok(Exit::Failed);
     };
     match (args.partition_by, args.out.as_deref()) {
+        (Some(output::PartitionBy::Period), Some(url)) if store::is_url(url) => {
+            runtime().block_on(output::write_partitioned_remote(&out, format, url))?;
+        }
         (Some(output::PartitionBy::Period), Some(dir)) => {
             output::write_partitioned(&out, format, dir)?;
+        }
+        (_, Some(url)) if store::is_url(url) => {
+            runtime().block_on(output::write_remote(&out, format, url))?;
         }
         (_, path) => output::write(&out, format, path)?,
     }
@@ -63,10 +75,10 @@ pub(crate) fn compute(
     let Some(catalog) = load_valid(&query.metrics, &mut db, color)? else {
         return Ok(None);
     };
-    let root = DataRoot::open(&query.data).map_err(|e| CliError::Message(e.to_string()))?;
     let req = query.request(selection.metric_names.clone(), selection.compare);
     let show_progress = std::io::stderr().is_terminal();
     let result = runtime().block_on(async {
+        let root = locate(&query.data).await?;
         let program = exec::prepare(&catalog, &mut db, &root, &req).await?;
         exec::execute(&program, &catalog, &mut |i, n, name| {
             if show_progress {
@@ -89,13 +101,13 @@ pub fn explain(args: ExplainArgs, color: bool) -> Result<Exit, CliError> {
     let Some(catalog) = load_valid(&args.query.metrics, &mut db, color)? else {
         return Ok(Exit::Failed);
     };
-    let root = DataRoot::open(&args.query.data).map_err(|e| CliError::Message(e.to_string()))?;
     let req = args.query.request(args.metric_names, None);
     let opts = ExplainOptions {
         physical: args.physical,
         analyze: args.analyze,
     };
     let result = runtime().block_on(async {
+        let root = locate(&args.query.data).await?;
         let program = exec::prepare(&catalog, &mut db, &root, &req).await?;
         exec::explain(&program, &catalog, &opts).await
     });
@@ -115,9 +127,9 @@ pub fn sql(args: SqlArgs, color: bool) -> Result<Exit, CliError> {
     let Some(catalog) = load_valid(&query.metrics, &mut db, color)? else {
         return Ok(Exit::Failed);
     };
-    let root = DataRoot::open(&query.data).map_err(|e| CliError::Message(e.to_string()))?;
     let req = query.request(args.selection.metric_names.clone(), args.selection.compare);
     let result = runtime().block_on(async {
+        let root = locate(&query.data).await?;
         let program = exec::prepare(&catalog, &mut db, &root, &req).await?;
         exec::export(&program, &catalog, args.dialect).await
     });

@@ -275,7 +275,8 @@ async fn compute(
     req: &RunRequest,
 ) -> Result<(exec::RunOutput, Arc<Loaded>), Response> {
     let loaded = shared.loaded.read().expect("lock").clone();
-    let root = DataRoot::open(&shared.data)
+    let root = DataRoot::locate(&shared.data)
+        .await
         .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string(), None))?;
     let mut db = loaded.db.clone();
     let result = async {

@@ -145,15 +145,18 @@ fn config(engine: &Engine) -> SessionConfig {
     config
 }
 
-/// Checks every metric's tables, columns and types against the data root `data`, reading
+/// Checks every metric's tables, columns and types against the data root `data` (a folder
+/// or an object-store URL), reading
 /// only schemas (CSV headers and sampled values, Parquet footers).
 pub fn check_against_data(catalog: &Catalog, data: &Path) -> Result<Vec<Diagnostic>, SourceError> {
-    let root = DataRoot::open(data)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
-    Ok(rt.block_on(check_all(catalog, &root)))
+    rt.block_on(async {
+        let root = DataRoot::locate(data).await?;
+        Ok(check_all(catalog, &root).await)
+    })
 }
 
 async fn check_all(catalog: &Catalog, root: &DataRoot) -> Vec<Diagnostic> {

@@ -3,9 +3,11 @@
 //! period under a folder.
 
 mod partition;
+mod remote;
 pub mod report;
 pub mod table;
 mod write;
 
 pub use partition::{PartitionBy, part_name, write_partitioned};
+pub use remote::{write_partitioned_remote, write_remote};
 pub use write::{Format, render, write, write_atomic};

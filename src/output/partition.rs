@@ -79,7 +79,7 @@ pub fn write_partitioned(
 }
 
 /// The rows of each period, the period column taken out, keyed by the period's date.
-fn split_by_period(out: &RunOutput) -> std::io::Result<BTreeMap<String, RunOutput>> {
+pub(super) fn split_by_period(out: &RunOutput) -> std::io::Result<BTreeMap<String, RunOutput>> {
     let all = concat_batches(&out.schema, &out.batches).map_err(io)?;
     let mut groups: BTreeMap<i32, Vec<u32>> = BTreeMap::new();
     if all.num_rows() > 0 {

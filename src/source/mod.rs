@@ -11,6 +11,7 @@
 //! CRM tables.
 
 pub mod diagnose;
+mod discover;
 pub mod schema;
 
 use std::collections::BTreeMap;
@@ -42,6 +43,8 @@ pub const UTC: &str = "UTC";
 pub enum SourceError {
     #[error("data root {0} does not exist")]
     MissingRoot(PathBuf),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
     #[error("data root {0} is not a directory")]
     NotADirectory(PathBuf),
     #[error("cannot read data root {path}: {source}")]
@@ -176,6 +179,9 @@ pub struct TableEntry {
     /// Hive partition columns, outermost first.
     pub partitions: Vec<String>,
     pub files: Vec<PathBuf>,
+    /// A zero-length file seen when an object store was listed (a local root checks its
+    /// files when the table is registered).
+    pub empty_file: Option<PathBuf>,
 }
 
 /// The tables of a data root, discovered from its directory listing (no file is opened).
@@ -189,111 +195,12 @@ pub struct DataRoot {
     /// Whether a declared column may be absent: a metric test's tables hold only the
     /// columns its cases need. Elsewhere an absent declared column is an error.
     pub sparse: bool,
+    /// The store of a root in object storage; its tables' paths are then the objects'
+    /// URLs (`s3://bucket/lake/orders/`), and only DataFusion reads their bytes.
+    pub remote: Option<Arc<crate::store::Remote>>,
 }
 
 impl DataRoot {
-    /// Lists the tables under `root`.
-    pub fn open(root: &Path) -> Result<DataRoot, SourceError> {
-        if !root.exists() {
-            return Err(SourceError::MissingRoot(root.to_path_buf()));
-        }
-        if !root.is_dir() {
-            return Err(SourceError::NotADirectory(root.to_path_buf()));
-        }
-        let io = |e| SourceError::Io {
-            path: root.to_path_buf(),
-            source: e,
-        };
-        let mut tables = BTreeMap::new();
-        let mut entries: Vec<_> = std::fs::read_dir(root)
-            .map_err(io)?
-            .collect::<Result<_, _>>()
-            .map_err(io)?;
-        entries.sort_by_key(|e| e.file_name());
-        for e in entries {
-            let path = e.path();
-            let fname = e.file_name().to_string_lossy().into_owned();
-            if fname.starts_with('.') || fname.starts_with('_') {
-                continue;
-            }
-            if path.is_dir() {
-                let mut files = Vec::new();
-                list_files(&path, &mut files).map_err(|e| SourceError::Io {
-                    path: path.clone(),
-                    source: e,
-                })?;
-                files.sort();
-                let formats: Vec<Format> = files.iter().filter_map(|f| Format::of(f)).collect();
-                let Some(&format) = formats.first() else {
-                    return Err(SourceError::Empty { table: fname, path });
-                };
-                if formats.iter().any(|f| *f != format) {
-                    let first = |want: Format| {
-                        files
-                            .iter()
-                            .find(|f| Format::of(f) == Some(want))
-                            .cloned()
-                            .unwrap_or_default()
-                    };
-                    return Err(SourceError::MixedFormats {
-                        table: fname,
-                        path,
-                        csv: first(Format::Csv),
-                        parquet: first(Format::Parquet),
-                    });
-                }
-                files.retain(|f| Format::of(f) == Some(format));
-                let partitions = files[0]
-                    .strip_prefix(&path)
-                    .ok()
-                    .map(|rel| {
-                        rel.parent()
-                            .into_iter()
-                            .flat_map(|p| p.components())
-                            .filter_map(|c| {
-                                c.as_os_str()
-                                    .to_str()?
-                                    .split_once('=')
-                                    .map(|(k, _)| k.to_string())
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                tables.insert(
-                    fname.clone(),
-                    TableEntry {
-                        name: fname,
-                        path,
-                        format,
-                        partitions,
-                        files,
-                    },
-                );
-            } else if let Some(format) = Format::of(&path) {
-                let name = path
-                    .file_stem()
-                    .map(|s| s.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                tables.insert(
-                    name.clone(),
-                    TableEntry {
-                        name,
-                        path: path.clone(),
-                        format,
-                        partitions: vec![],
-                        files: vec![path],
-                    },
-                );
-            }
-        }
-        Ok(DataRoot {
-            root: root.to_path_buf(),
-            tables,
-            types: BTreeMap::new(),
-            sparse: false,
-        })
-    }
-
     /// The entry of a table, or an error suggesting a close name.
     pub fn table(&self, name: &str) -> Result<&TableEntry, SourceError> {
         self.tables
@@ -334,7 +241,9 @@ impl DataRoot {
     /// not parse as its column's type, if one is found.
     pub fn bad_value(&self, name: &str, schema: &Schema) -> Option<SourceError> {
         let entry = self.tables.get(name)?;
-        if entry.format != Format::Csv {
+        // Finding the line reads the files again; in object storage DataFusion's own
+        // message, which names the column, stands.
+        if entry.format != Format::Csv || self.remote.is_some() {
             return None;
         }
         schema.fields().iter().find_map(|f| {
@@ -352,6 +261,10 @@ impl DataRoot {
     /// gone now. A scan lists its folder again, so a file deleted in between would be
     /// skipped without a word; a run checks this after its scans instead.
     pub fn vanished<'a>(&self, names: impl IntoIterator<Item = &'a str>) -> Option<SourceError> {
+        // An object store answers a scan of a deleted object with an error of its own.
+        if self.remote.is_some() {
+            return None;
+        }
         names.into_iter().find_map(|n| {
             let entry = self.tables.get(n)?;
             let gone = entry.files.iter().find(|f| !f.exists())?;
@@ -389,6 +302,9 @@ impl DataRoot {
             return Ok(t.schema());
         }
         let entry = self.table(name)?;
+        if let Some(remote) = &self.remote {
+            ctx.register_object_store(&remote.store_url, remote.store.clone());
+        }
         let types = self.types.get(name).map(Vec::as_slice).unwrap_or_default();
         // Metric tests' tables hold only the columns a case needs: declarations of the
         // others are dropped (the CSV header is read once, not once per column).
@@ -410,44 +326,6 @@ impl DataRoot {
     }
 }
 
-fn list_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    list_files_in(dir, out, &mut Vec::new())
-}
-
-/// `seen` holds the real paths of the folders being listed, so that a symlink back up the
-/// tree is an error rather than an endless descent.
-fn list_files_in(
-    dir: &Path,
-    out: &mut Vec<PathBuf>,
-    seen: &mut Vec<PathBuf>,
-) -> std::io::Result<()> {
-    let real = std::fs::canonicalize(dir)?;
-    if seen.contains(&real) {
-        return Err(std::io::Error::other(format!(
-            "{} links back to {} (a symlink loop)",
-            dir.display(),
-            real.display()
-        )));
-    }
-    seen.push(real);
-    for e in std::fs::read_dir(dir)? {
-        let e = e?;
-        let p = e.path();
-        let name = e.file_name();
-        let name = name.to_string_lossy();
-        if name.starts_with('.') || name.starts_with('_') {
-            continue;
-        }
-        if p.is_dir() {
-            list_files_in(&p, out, seen)?;
-        } else {
-            out.push(p);
-        }
-    }
-    seen.pop();
-    Ok(())
-}
-
 async fn listing_table(
     ctx: &SessionContext,
     entry: &TableEntry,
@@ -459,7 +337,11 @@ async fn listing_table(
         path: entry.path.clone(),
         message,
     };
-    for f in &entry.files {
+    if let Some(f) = &entry.empty_file {
+        return Err(SourceError::EmptyFile(f.clone(), entry.name.clone()));
+    }
+    let local = entry.files.iter().filter(|f| !crate::store::is_url(f));
+    for f in local {
         let meta = std::fs::metadata(f).map_err(|e| SourceError::File {
             file: f.clone(),
             source: e,
@@ -513,14 +395,21 @@ fn csv_header(entry: &TableEntry) -> Option<Vec<String>> {
     let Some(first) = entry.files.first() else {
         return Some(Vec::new());
     };
+    if crate::store::is_url(first) {
+        return None;
+    }
     csv::ReaderBuilder::new()
         .from_path(first)
         .and_then(|mut r| r.headers().map(|h| h.iter().map(str::to_string).collect()))
         .ok()
 }
 
-/// The listing URL of a file or folder (a folder's ends with `/`).
+/// The listing URL of a file or folder (a folder's ends with `/`; an object store's
+/// folder paths already do).
 fn table_url(path: &Path) -> Result<ListingTableUrl, String> {
+    if crate::store::is_url(path) {
+        return ListingTableUrl::parse(path.to_string_lossy()).map_err(|e| e.to_string());
+    }
     let abs = std::path::absolute(path).map_err(|e| e.to_string())?;
     let mut url = abs.to_string_lossy().into_owned();
     if path.is_dir() && !url.ends_with('/') {
@@ -574,6 +463,12 @@ async fn per_file_schema(
                     message: root_cause(&e.to_string()),
                 });
             }
+            Err(e) if crate::store::is_url(f) => {
+                return Err(SourceError::CorruptParquet {
+                    file: f.clone(),
+                    message: root_cause(&e.to_string()),
+                });
+            }
             Err(e) => return Err(explain_schema_error(entry, e.to_string())),
         }
     }
@@ -583,7 +478,7 @@ async fn per_file_schema(
 /// Names the broken file when a Parquet footer cannot be read.
 fn explain_schema_error(entry: &TableEntry, message: String) -> SourceError {
     if entry.format == Format::Parquet {
-        for f in &entry.files {
+        for f in entry.files.iter().filter(|f| !crate::store::is_url(f)) {
             let bad = std::fs::File::open(f)
                 .map_err(|e| e.to_string())
                 .and_then(|file| {

@@ -9,6 +9,7 @@ mod errors;
 mod explain;
 mod fuzz;
 mod hostile;
+mod objectstore;
 mod output;
 mod partition;
 mod postgres;
