@@ -6,6 +6,7 @@
 //! [`exec`]) and writes the results ([`output`]); [`testing`] runs metric unit tests. The `kpi` binary is a thin CLI over this.
 
 pub mod cli;
+pub mod cluster;
 pub mod compile;
 pub mod diag;
 pub mod diff;

@@ -40,6 +40,64 @@ pub enum Command {
     Test(TestArgs),
     /// Print the JSON Schema of metric and model files, for editors (see README).
     Schema,
+    /// Run a Ballista scheduler or executor that knows kpi's functions, for
+    /// `kpi run --engine ballista` (needs a kpi built with `--features cluster`).
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+}
+
+/// `kpi cluster`'s processes.
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// A scheduler: takes runs' plans from clients and hands their tasks to executors.
+    Scheduler(SchedulerArgs),
+    /// An executor: registers with a scheduler and runs the tasks it is given.
+    Executor(ExecutorArgs),
+}
+
+/// `kpi cluster scheduler`'s arguments.
+#[derive(Debug, Args)]
+pub struct SchedulerArgs {
+    /// The address to listen on.
+    #[arg(long, default_value = "127.0.0.1:50050")]
+    pub bind: std::net::SocketAddr,
+    /// The host name executors and clients reach this scheduler by.
+    #[arg(long, default_value = "localhost")]
+    pub external_host: String,
+    /// Seconds without a heartbeat after which an executor is taken for dead and its
+    /// tasks are run again elsewhere.
+    #[arg(long, value_name = "SECS", default_value_t = 180)]
+    pub executor_timeout: u64,
+}
+
+/// `kpi cluster executor`'s arguments.
+#[derive(Debug, Args)]
+pub struct ExecutorArgs {
+    /// The scheduler: HOST:PORT.
+    #[arg(long, default_value = "localhost:50050")]
+    pub scheduler: String,
+    /// The host to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub bind_host: String,
+    /// The host name the scheduler and clients reach this executor by (default: the
+    /// address the scheduler sees).
+    #[arg(long)]
+    pub external_host: Option<String>,
+    /// The Arrow Flight port, which serves results and shuffle data.
+    #[arg(long, default_value_t = 50051)]
+    pub port: u16,
+    /// The gRPC port the scheduler sends tasks to.
+    #[arg(long, default_value_t = 50052)]
+    pub grpc_port: u16,
+    /// Tasks run at once (default: the machine's cores).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub concurrent_tasks: usize,
+    /// Where shuffle files go (default: a folder under the system's temporary directory).
+    #[arg(long, value_name = "DIR")]
+    pub work_dir: Option<PathBuf>,
+    /// Seconds between heartbeats to the scheduler.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub heartbeat: u64,
 }
 
 /// When to use colors.
@@ -203,6 +261,24 @@ pub struct EngineArgs {
     /// Directory for spill files (default: the system's temporary directory).
     #[arg(long, value_name = "DIR")]
     pub spill_dir: Option<PathBuf>,
+    /// Where the plans run (Ballista needs a kpi built with `--features cluster`).
+    #[arg(long, value_enum, default_value_t = EngineKind::Local)]
+    pub engine: EngineKind,
+    /// The Ballista scheduler of --engine ballista: df://HOST:PORT.
+    #[arg(long, value_name = "URL", required_if_eq("engine", "ballista"))]
+    pub scheduler: Option<String>,
+}
+
+/// Where `--engine` runs the plans.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EngineKind {
+    /// In this process.
+    Local,
+    /// On a Ballista cluster: a scheduler (--scheduler) and its executors, started with
+    /// `kpi cluster scheduler` and `kpi cluster executor`.
+    Ballista,
+    /// On a Ballista scheduler and executor started inside this process, for demos.
+    BallistaStandalone,
 }
 
 impl EngineArgs {
@@ -211,6 +287,13 @@ impl EngineArgs {
             threads: self.threads.map(usize::from),
             memory_limit: self.memory_limit,
             spill_dir: self.spill_dir.clone(),
+            cluster: match self.engine {
+                EngineKind::Local => None,
+                EngineKind::Ballista => Some(crate::cluster::Target::Remote(
+                    self.scheduler.clone().unwrap_or_default(),
+                )),
+                EngineKind::BallistaStandalone => Some(crate::cluster::Target::Standalone),
+            },
         }
     }
 }

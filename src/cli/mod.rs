@@ -3,6 +3,7 @@
 //! treats a closed pipe as the reader being done, not as an error.
 
 pub mod args;
+mod cluster;
 mod diff;
 mod r#gen;
 mod list;
@@ -79,6 +80,7 @@ fn dispatch(command: Command, color: bool) -> Result<Exit, CliError> {
         Command::Diff(a) => diff::run(a, color),
         Command::Test(a) => test::run(a, color),
         Command::Schema => schema::run(),
+        Command::Cluster(c) => cluster::run(c),
     }
 }
 

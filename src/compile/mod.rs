@@ -93,9 +93,12 @@ pub async fn plan_time(
     Ok((e, rel.plan))
 }
 
-/// How plans run: parallelism and memory.
+/// How plans run: parallelism, memory, and where.
 #[derive(Debug, Clone, Default)]
 pub struct Engine {
+    /// A Ballista cluster to run the plans on (`--engine ballista`); this process when
+    /// `None`.
+    pub cluster: Option<crate::cluster::Target>,
     /// DataFusion's partitions (`--threads`); the machine's cores when `None`.
     pub threads: Option<usize>,
     /// The memory pool's size in bytes (`--memory-limit`); unbounded when `None`.
@@ -135,7 +138,8 @@ pub fn session_with(engine: &Engine) -> Result<SessionContext, String> {
     Ok(ctx)
 }
 
-fn config(engine: &Engine) -> SessionConfig {
+/// The session settings of `engine`: partitions and kpi's parser options.
+pub(crate) fn config(engine: &Engine) -> SessionConfig {
     let mut config = SessionConfig::new().with_information_schema(false);
     if let Some(n) = engine.threads {
         config = config.with_target_partitions(n.max(1));

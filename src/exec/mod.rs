@@ -132,7 +132,10 @@ impl RunOutput {
 
 /// A resolved run: every plan built, nothing executed yet.
 pub struct Program {
+    /// The session the plans were built in; it holds the tables they read.
     pub ctx: SessionContext,
+    /// The session that runs the scans: `ctx` itself, or a Ballista client.
+    pub runner: SessionContext,
     pub calendar: Calendar,
     pub periods: Vec<Period>,
     pub dims: Vec<String>,
@@ -275,8 +278,15 @@ pub async fn prepare(
         return Err(RunError::Diagnostics(diags));
     }
     let (scans, stages) = compile::fuse(parts).map_err(RunError::Diagnostics)?;
+    let runner = match &req.engine.cluster {
+        Some(target) => crate::cluster::context(target, compile::config(&req.engine))
+            .await
+            .map_err(|e| RunError::Execution(e.to_string()))?,
+        None => ctx.clone(),
+    };
     Ok(Program {
         ctx,
+        runner,
         calendar,
         periods,
         dims: req.by.clone(),
@@ -587,7 +597,7 @@ pub async fn execute(
     for (i, scan) in p.scans.iter().enumerate() {
         let name = scan_label(scan, cat);
         progress(i + 1, p.scans.len(), &name);
-        let batches = match collect(&p.ctx, scan.plan.clone(), &name).await {
+        let batches = match collect(&p.runner, scan.plan.clone(), &name).await {
             Ok(b) => b,
             Err(RunError::Execution(msg)) => {
                 return Err(RunError::Execution(
@@ -611,6 +621,9 @@ pub async fn execute(
         return Err(RunError::Execution(e.to_string()));
     }
     let plan = assembly(p, cat).await?;
+    // The assembly joins the scans' results, which are already here and hold a row per
+    // period and slice: shipping them to a cluster and back would only add the trip (and
+    // its join chain, one join per metric, is deeper than protobuf decoders accept).
     let batches = collect(&p.ctx, plan.clone(), "the output").await?;
     Ok(RunOutput {
         schema: Arc::new(plan.schema().as_arrow().clone()),

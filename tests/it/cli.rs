@@ -112,3 +112,31 @@ fn a_table_wider_than_the_terminal_is_split_into_blocks_that_fit() {
         .collect();
     assert_eq!(split_row, wide_row);
 }
+
+/// Without the `cluster` feature, Ballista's entry points say how to get them.
+#[cfg(not(feature = "cluster"))]
+#[test]
+fn ballista_without_the_feature_says_how_to_build_it() {
+    let hint = "build it with `cargo build --release --features cluster`";
+    for args in [
+        &[
+            "run",
+            "revenue",
+            "--engine",
+            "ballista",
+            "--scheduler",
+            "df://localhost:50050",
+        ][..],
+        &["run", "revenue", "--engine", "ballista-standalone"][..],
+        &["cluster", "scheduler"][..],
+        &["cluster", "executor"][..],
+    ] {
+        let (code, out, err) = kpi(args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(out.is_empty(), "{out}");
+        assert!(err.contains(hint), "{args:?}: {err}");
+    }
+    let (code, _, err) = kpi(&["run", "revenue", "--engine", "ballista"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--scheduler"), "{err}");
+}

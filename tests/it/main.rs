@@ -3,6 +3,8 @@
 mod broken;
 mod catalogue;
 mod cli;
+#[cfg(feature = "cluster")]
+mod cluster;
 mod diff;
 mod engine;
 mod errors;
