@@ -267,6 +267,10 @@ pub struct EngineArgs {
     /// The Ballista scheduler of --engine ballista: df://HOST:PORT.
     #[arg(long, value_name = "URL", required_if_eq("engine", "ballista"))]
     pub scheduler: Option<String>,
+    /// Fail the run, writing nothing, when one plan takes longer than SECS (a cluster
+    /// that lost an executor can wait for ever; see README, Scaling out).
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub plan_timeout: Option<u64>,
 }
 
 /// Where `--engine` runs the plans.
@@ -287,6 +291,7 @@ impl EngineArgs {
             threads: self.threads.map(usize::from),
             memory_limit: self.memory_limit,
             spill_dir: self.spill_dir.clone(),
+            plan_timeout: self.plan_timeout.map(std::time::Duration::from_secs),
             cluster: match self.engine {
                 EngineKind::Local => None,
                 EngineKind::Ballista => Some(crate::cluster::Target::Remote(

@@ -27,6 +27,29 @@ pub enum Target {
     Standalone,
 }
 
+impl Target {
+    /// What `message`, a failed plan's error, says in plain words when it is a node of
+    /// the cluster that could not be reached: `None` for any other error.
+    pub fn unreachable(&self, message: &str) -> Option<String> {
+        if !message.contains("tcp connect error") {
+            return None;
+        }
+        let at = message
+            .split("\"tcp connect error\", ")
+            .nth(1)
+            .and_then(|rest| rest.split(',').next())
+            .unwrap_or("?");
+        let scheduler = match self {
+            Target::Remote(url) => url.as_str(),
+            Target::Standalone => "in this process",
+        };
+        Some(format!(
+            "cannot reach the Ballista cluster at {at} (connection refused; scheduler \
+             {scheduler}): is `kpi cluster scheduler` running there, and its executors?"
+        ))
+    }
+}
+
 /// Why a cluster cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {

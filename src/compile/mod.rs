@@ -99,6 +99,9 @@ pub struct Engine {
     /// A Ballista cluster to run the plans on (`--engine ballista`); this process when
     /// `None`.
     pub cluster: Option<crate::cluster::Target>,
+    /// How long one plan may run before the run fails (`--plan-timeout`); no bound when
+    /// `None`.
+    pub plan_timeout: Option<std::time::Duration>,
     /// DataFusion's partitions (`--threads`); the machine's cores when `None`.
     pub threads: Option<usize>,
     /// The memory pool's size in bytes (`--memory-limit`); unbounded when `None`.

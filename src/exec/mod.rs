@@ -136,6 +136,10 @@ pub struct Program {
     pub ctx: SessionContext,
     /// The session that runs the scans: `ctx` itself, or a Ballista client.
     pub runner: SessionContext,
+    /// The cluster `runner` sends the scans to, if any.
+    pub cluster: Option<crate::cluster::Target>,
+    /// How long one scan may take.
+    pub plan_timeout: Option<std::time::Duration>,
     pub calendar: Calendar,
     pub periods: Vec<Period>,
     pub dims: Vec<String>,
@@ -287,6 +291,8 @@ pub async fn prepare(
     Ok(Program {
         ctx,
         runner,
+        cluster: req.engine.cluster.clone(),
+        plan_timeout: req.engine.plan_timeout,
         calendar,
         periods,
         dims: req.by.clone(),
@@ -588,6 +594,23 @@ pub fn scan_label(scan: &Scan, cat: &Catalog) -> String {
     }
 }
 
+/// `run`, failed with a message naming `what` when it takes longer than `limit`.
+async fn within<T>(
+    limit: Option<std::time::Duration>,
+    run: impl std::future::Future<Output = Result<T, RunError>>,
+    what: &str,
+) -> Result<T, RunError> {
+    let Some(limit) = limit else {
+        return run.await;
+    };
+    tokio::time::timeout(limit, run).await.unwrap_or_else(|_| {
+        Err(RunError::Execution(format!(
+            "computing `{what}` took longer than --plan-timeout {} s; nothing was written",
+            limit.as_secs()
+        )))
+    })
+}
+
 /// Runs every scan, then the assembly. `progress` hears each scan's metrics as it starts.
 pub async fn execute(
     p: &Program,
@@ -597,9 +620,20 @@ pub async fn execute(
     for (i, scan) in p.scans.iter().enumerate() {
         let name = scan_label(scan, cat);
         progress(i + 1, p.scans.len(), &name);
-        let batches = match collect(&p.runner, scan.plan.clone(), &name).await {
+        let batches = match within(
+            p.plan_timeout,
+            collect(&p.runner, scan.plan.clone(), &name),
+            &name,
+        )
+        .await
+        {
             Ok(b) => b,
             Err(RunError::Execution(msg)) => {
+                if let Some(unreachable) = p.cluster.as_ref().and_then(|t| t.unreachable(&msg)) {
+                    return Err(RunError::Execution(format!(
+                        "computing `{name}`: {unreachable}"
+                    )));
+                }
                 return Err(RunError::Execution(
                     match bad_value(&p.ctx, &scan.plan, &p.root, &msg).await {
                         Some(cause) => format!("computing `{name}`: {cause}"),
