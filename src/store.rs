@@ -170,6 +170,40 @@ impl Remote {
     }
 }
 
+/// An object-store registry that makes the store of any URL it has not been given, from
+/// the URL and the environment, as [`Remote::open`] does. A Ballista scheduler and its
+/// executors get the run's plans, not its session: with this registry they read the
+/// same buckets as the client, with their own machines' credentials.
+#[derive(Debug, Default)]
+pub struct EnvStores {
+    inner: datafusion::execution::object_store::DefaultObjectStoreRegistry,
+}
+
+impl datafusion::execution::object_store::ObjectStoreRegistry for EnvStores {
+    fn register_store(
+        &self,
+        url: &Url,
+        store: Arc<dyn ObjectStore>,
+    ) -> Option<Arc<dyn ObjectStore>> {
+        self.inner.register_store(url, store)
+    }
+
+    fn deregister_store(&self, url: &Url) -> datafusion::common::Result<Arc<dyn ObjectStore>> {
+        self.inner.deregister_store(url)
+    }
+
+    fn get_store(&self, url: &Url) -> datafusion::common::Result<Arc<dyn ObjectStore>> {
+        if let Ok(store) = self.inner.get_store(url) {
+            return Ok(store);
+        }
+        let remote = Remote::open(url.as_str())
+            .map_err(|e| datafusion::common::DataFusionError::External(Box::new(e)))?;
+        self.inner
+            .register_store(&remote.store_url, remote.store.clone());
+        Ok(remote.store)
+    }
+}
+
 /// The useful part of a store's error: the service's own code and message when its
 /// response carried them (S3's XML `<Code>`/`<Message>`), else the error's text.
 fn reason(e: &object_store::Error) -> String {

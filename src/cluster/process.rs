@@ -11,8 +11,12 @@ use ballista_scheduler::cluster::BallistaCluster;
 use ballista_scheduler::config::{SchedulerConfig, TaskDistributionPolicy};
 use ballista_scheduler::scheduler_process::start_server;
 
+use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+
 use super::ClusterError;
 use super::codec::{LogicalCodec, PhysicalCodec};
+use crate::store::EnvStores;
 
 /// How to start a scheduler.
 #[derive(Debug, Clone)]
@@ -72,6 +76,16 @@ pub async fn scheduler(opts: SchedulerOptions) -> Result<(), ClusterError> {
         expire_dead_executor_interval_seconds: (opts.executor_timeout / 4).clamp(1, 15),
         override_logical_codec: Some(Arc::new(LogicalCodec::default())),
         override_physical_codec: Some(Arc::new(PhysicalCodec::default())),
+        // Planning lists the files of object-store lakes too.
+        override_session_builder: Some(Arc::new(|config| {
+            let state = ballista_core::utils::default_session_builder(config)?;
+            let runtime = RuntimeEnvBuilder::new()
+                .with_object_store_registry(Arc::new(EnvStores::default()))
+                .build_arc()?;
+            Ok(SessionStateBuilder::new_from_existing(state)
+                .with_runtime_env(runtime)
+                .build())
+        })),
         ..Default::default()
     };
     let cluster = BallistaCluster::new_from_config(&config)
@@ -93,6 +107,7 @@ pub async fn executor(opts: ExecutorOptions) -> Result<(), ClusterError> {
             opts.work_dir.display()
         ))
     })?;
+    let work_dir = opts.work_dir.clone();
     let config = ExecutorProcessConfig {
         bind_host: opts.bind_host.clone(),
         external_host: opts.external_host,
@@ -103,10 +118,16 @@ pub async fn executor(opts: ExecutorOptions) -> Result<(), ClusterError> {
         // Retry the scheduler for a while, so that a cluster may start in any order.
         scheduler_connect_timeout_seconds: 30,
         vcores: opts.concurrent_tasks,
-        work_dir: Some(opts.work_dir.to_string_lossy().into_owned()),
+        work_dir: Some(work_dir.to_string_lossy().into_owned()),
         executor_heartbeat_interval_seconds: opts.heartbeat,
         override_logical_codec: Some(Arc::new(LogicalCodec::default())),
         override_physical_codec: Some(Arc::new(PhysicalCodec::default())),
+        override_runtime_producer: Some(Arc::new(move |_| {
+            RuntimeEnvBuilder::new()
+                .with_temp_file_path(&work_dir)
+                .with_object_store_registry(Arc::new(EnvStores::default()))
+                .build_arc()
+        })),
         ..Default::default()
     };
     log::info!(

@@ -39,11 +39,12 @@ impl Drop for Process {
     }
 }
 
-fn kpi_process(args: &[&str], log: &Path) -> Process {
+fn kpi_process(args: &[&str], log: &Path, env: &[(&str, String)]) -> Process {
     let log = std::fs::File::create(log).unwrap();
     Process(
         Command::new(env!("CARGO_BIN_EXE_kpi"))
             .args(args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -62,6 +63,11 @@ struct Cluster {
 
 impl Cluster {
     fn start(executors: usize, dir: &Path) -> Cluster {
+        Cluster::start_with(executors, dir, &[])
+    }
+
+    /// A cluster whose processes also get the environment `env`.
+    fn start_with(executors: usize, dir: &Path, env: &[(&str, String)]) -> Cluster {
         let port = free_port();
         // An executor silent for 3 s is taken for dead; they beat every second.
         let scheduler = kpi_process(
@@ -74,6 +80,7 @@ impl Cluster {
                 "3",
             ],
             &dir.join("scheduler.log"),
+            env,
         );
         wait_for(port, "the scheduler");
         let mut started = Vec::new();
@@ -98,6 +105,7 @@ impl Cluster {
                     work.to_str().unwrap(),
                 ],
                 &dir.join(format!("executor-{i}.log")),
+                env,
             ));
             wait_for(flight, "an executor");
         }
@@ -138,10 +146,9 @@ fn run_ok(args: &[&str]) -> String {
     out
 }
 
-#[test]
-fn the_catalogue_on_a_cluster_is_the_local_engines_to_the_byte() {
-    let tmp = tempfile::tempdir().unwrap();
-    let lake = tmp.path().join("lake");
+/// A small generated hive lake under `dir`.
+fn generated_lake(dir: &Path) -> std::path::PathBuf {
+    let lake = dir.join("lake");
     run_ok(&[
         "gen",
         "--scale",
@@ -150,6 +157,13 @@ fn the_catalogue_on_a_cluster_is_the_local_engines_to_the_byte() {
         "hive",
         lake.to_str().unwrap(),
     ]);
+    lake
+}
+
+#[test]
+fn the_catalogue_on_a_cluster_is_the_local_engines_to_the_byte() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = generated_lake(tmp.path());
     let lake = lake.to_str().unwrap();
     let cluster = Cluster::start(2, tmp.path());
     let engine = cluster.engine();
@@ -194,15 +208,7 @@ fn the_catalogue_on_a_cluster_is_the_local_engines_to_the_byte() {
 #[test]
 fn a_run_survives_an_executor_killed_in_the_middle() {
     let tmp = tempfile::tempdir().unwrap();
-    let lake = tmp.path().join("lake");
-    run_ok(&[
-        "gen",
-        "--scale",
-        "2",
-        "--format",
-        "hive",
-        lake.to_str().unwrap(),
-    ]);
+    let lake = generated_lake(tmp.path());
     let lake = lake.to_str().unwrap();
     let expected = run_ok(&["run", "--data", lake, "--format", "csv"]);
     let mut cluster = Cluster::start(2, tmp.path());
@@ -299,4 +305,29 @@ fn a_plan_timeout_ends_a_run_the_cluster_holds() {
     );
     assert!(started.elapsed() < Duration::from_secs(60));
     assert!(!out.exists());
+}
+
+/// A lake in S3 (a real moto server) read by the cluster: the scheduler lists it and the
+/// executors read it with their own environment's credentials, and the output is the
+/// local engine's on the local copy.
+#[test]
+fn a_cluster_reads_a_lake_in_object_storage() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = generated_lake(tmp.path());
+    let s3 = crate::objectstore::S3::start(false);
+    s3.upload(&lake, "hive");
+    let cluster = Cluster::start_with(2, tmp.path(), &s3.env());
+    let expected = run_ok(&["run", "--data", lake.to_str().unwrap(), "--format", "csv"]);
+    let mut args = vec!["run", "--data", "s3://lake/hive", "--format", "csv"];
+    let engine = cluster.engine();
+    args.extend(engine.iter().map(String::as_str));
+    let out = Command::new(env!("CARGO_BIN_EXE_kpi"))
+        .args(&args)
+        .current_dir(repo(""))
+        .envs(s3.env())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), expected);
 }

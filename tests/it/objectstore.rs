@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use crate::repo;
 
 /// A moto server on a loopback port.
-struct S3 {
+pub struct S3 {
     child: Child,
     endpoint: String,
     key: String,
@@ -33,7 +33,7 @@ impl S3 {
     /// rejects a valid one when the query holds a `/`, as every listing of a prefix does:
     /// getmoto/moto#5948. So the lakes are read without it, and only the refusal of an
     /// unknown key is tested with it.)
-    fn start(iam: bool) -> S3 {
+    pub fn start(iam: bool) -> S3 {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -88,7 +88,7 @@ impl S3 {
     }
 
     /// Uploads every file under `dir` to `s3://lake/PREFIX/`, keyed by its relative path.
-    fn upload(&self, dir: &Path, prefix: &str) {
+    pub fn upload(&self, dir: &Path, prefix: &str) {
         self.python(
             r#"
 import os
@@ -118,14 +118,23 @@ for o in c.list_objects_v2(Bucket="lake", Prefix=sys.argv[2] + "/").get("Content
         sorted_pairs(&out)
     }
 
+    /// The environment that points kpi (and a cluster's processes) at this server.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL", self.endpoint.clone()),
+            ("AWS_REGION", "us-east-1".into()),
+            ("AWS_ACCESS_KEY_ID", self.key.clone()),
+            ("AWS_SECRET_ACCESS_KEY", self.secret.clone()),
+        ]
+    }
+
     /// `kpi ARGS` with this server's endpoint and a key (`key`, `secret`).
     fn kpi_as(&self, key: &str, secret: &str, args: &[&str]) -> (i32, String, String) {
         let out = Command::new(env!("CARGO_BIN_EXE_kpi"))
             .args(args)
             .current_dir(repo(""))
             .env("NO_COLOR", "1")
-            .env("AWS_ENDPOINT_URL", &self.endpoint)
-            .env("AWS_REGION", "us-east-1")
+            .envs(self.env())
             .env("AWS_ACCESS_KEY_ID", key)
             .env("AWS_SECRET_ACCESS_KEY", secret)
             .output()
