@@ -130,7 +130,7 @@ impl Remote {
         relative
             .split('/')
             .filter(|p| !p.is_empty())
-            .fold(self.prefix.clone(), |k, part| k.clone().join(part))
+            .fold(self.prefix.clone(), |k, part| k.join(part))
     }
 
     /// Every object under the folder, at any depth, sorted by key.

@@ -89,16 +89,13 @@ pub async fn context(
         .with_default_features()
         .with_config(config)
         .build();
-    let ctx = match target {
+    // No function is registered: the context only runs plans built elsewhere, which hold
+    // their functions, and the codec carries them.
+    match target {
         Target::Remote(url) => SessionContext::remote_with_state(url, state).await,
         Target::Standalone => SessionContext::standalone_with_state(state).await,
     }
-    .map_err(|e| ClusterError::Ballista(e.to_string()))?;
-    for f in crate::compile::functions::all() {
-        ctx.register_udf(f);
-    }
-    ctx.register_udf(crate::compile::exact::exact_decimal_udf());
-    Ok(ctx)
+    .map_err(|e| ClusterError::Ballista(e.to_string()))
 }
 
 /// Without the `cluster` feature: the error saying how to build it.

@@ -326,13 +326,7 @@ fn a_cluster_reads_a_lake_in_object_storage() {
     let mut args = vec!["run", "--data", "s3://lake/hive", "--format", "csv"];
     let engine = cluster.engine();
     args.extend(engine.iter().map(String::as_str));
-    let out = Command::new(env!("CARGO_BIN_EXE_kpi"))
-        .args(&args)
-        .current_dir(repo(""))
-        .envs(s3.env())
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{err}");
-    assert_eq!(String::from_utf8_lossy(&out.stdout), expected);
+    let (code, out, err) = s3.kpi(&args);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, expected);
 }

@@ -146,7 +146,7 @@ for o in c.list_objects_v2(Bucket="lake", Prefix=sys.argv[2] + "/").get("Content
         )
     }
 
-    fn kpi(&self, args: &[&str]) -> (i32, String, String) {
+    pub fn kpi(&self, args: &[&str]) -> (i32, String, String) {
         self.kpi_as(&self.key, &self.secret, args)
     }
 }
