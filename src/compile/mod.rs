@@ -25,6 +25,7 @@ mod partials;
 pub mod period;
 mod relation;
 mod rewrite;
+mod running;
 mod snippet;
 pub mod stage;
 mod window;

@@ -38,7 +38,7 @@ use super::{Diags, plan_error};
 use crate::source::{UTC, utc_timestamp};
 
 /// A row's interval, as the partials name it.
-const INTERVAL: &str = "__iv";
+pub(super) const INTERVAL: &str = "__iv";
 /// The distinct value of a `count(DISTINCT x)`, as a key of the partials.
 const DISTINCT: &str = "__d";
 
@@ -104,11 +104,13 @@ pub fn rows_per_period(
 }
 
 /// One aggregate, split in two levels.
-struct Merge {
+pub(super) struct Merge {
     /// Per-interval partials, aliased.
     partials: Vec<Expr>,
     /// Over the partials joined to the periods, aliased as the original.
-    merged: Expr,
+    pub(super) merged: Expr,
+    /// The conditions on the period's bounds, over the interval ([`INTERVAL`]).
+    pub(super) period: Option<Expr>,
 }
 
 /// `aggregates` (aliased) of `rows` grouped by the period's start and `keys`, merged
@@ -121,6 +123,30 @@ pub fn merged(
     keys: &[(String, Expr)],
     aggregates: &[Expr],
 ) -> Result<Option<LogicalPlanBuilder>, Diags> {
+    let Some((merges, level1)) = per_interval(&rows, time, bounds, keys, aggregates)? else {
+        return Ok(None);
+    };
+    let joined = LogicalPlanBuilder::from(level1)
+        .join_on(
+            map,
+            JoinType::Inner,
+            vec![col(INTERVAL).eq(col(Column::new(Some(PERIOD), "iv")))],
+        )
+        .and_then(|b| b.build())
+        .map_err(plan_error)?;
+    per_period(&rows, joined, keys, &merges, aggregates)
+}
+
+/// `aggregates` split into partials and their merges, and the partials of `rows` grouped
+/// by interval ([`INTERVAL`]), `keys` and the distinct value; `None` when some aggregate
+/// does not merge.
+pub(super) fn per_interval(
+    rows: &LogicalPlan,
+    time: &Expr,
+    bounds: &[i64],
+    keys: &[(String, Expr)],
+    aggregates: &[Expr],
+) -> Result<Option<(Vec<Merge>, LogicalPlan)>, Diags> {
     let Some(distinct) = distinct_argument(aggregates) else {
         return Ok(None);
     };
@@ -138,16 +164,20 @@ pub fn merged(
     let level1 = aggregate_renamed(LogicalPlanBuilder::from(rows.clone()), group, partials)
         .and_then(|b| b.build())
         .map_err(plan_error)?;
-    // Every merged aggregate must keep the type of the aggregate it stands for (a sum of
-    // Decimal128 sums would widen), or the output would change.
-    let joined = LogicalPlanBuilder::from(level1)
-        .join_on(
-            map,
-            JoinType::Inner,
-            vec![col(INTERVAL).eq(col(Column::new(Some(PERIOD), "iv")))],
-        )
-        .and_then(|b| b.build())
-        .map_err(plan_error)?;
+    Ok(Some((merges, level1)))
+}
+
+/// The merges over `joined` (partials beside the bounds of a period whose window holds
+/// them, as [`PERIOD`]) per period start and `keys`; `None` when a merge would change
+/// the type of the aggregate of `rows` it stands for (a sum of Decimal128 sums would
+/// widen), as the output would change.
+pub(super) fn per_period(
+    rows: &LogicalPlan,
+    joined: LogicalPlan,
+    keys: &[(String, Expr)],
+    merges: &[Merge],
+    aggregates: &[Expr],
+) -> Result<Option<LogicalPlanBuilder>, Diags> {
     for (m, a) in merges.iter().zip(aggregates) {
         let before = a.get_type(rows.schema().as_ref());
         let after = m.merged.get_type(joined.schema().as_ref());
@@ -155,10 +185,10 @@ pub fn merged(
             return Ok(None);
         }
     }
-    let mut group2 = vec![col(Column::new(Some(PERIOD), "start")).alias(START)];
-    group2.extend(keys.iter().map(|(n, _)| col(n.as_str()).alias(n.as_str())));
-    let merged = merges.into_iter().map(|m| m.merged).collect();
-    aggregate_renamed(LogicalPlanBuilder::from(joined), group2, merged)
+    let mut group = vec![col(Column::new(Some(PERIOD), "start")).alias(START)];
+    group.extend(keys.iter().map(|(n, _)| col(n.as_str()).alias(n.as_str())));
+    let merged = merges.iter().map(|m| m.merged.clone()).collect();
+    aggregate_renamed(LogicalPlanBuilder::from(joined), group, merged)
         .map(Some)
         .map_err(plan_error)
 }
@@ -252,6 +282,7 @@ fn split(a: &Expr, time: &Expr, j: usize) -> Option<Merge> {
     Some(Merge {
         partials: vec![partial.alias(p.as_str())],
         merged: merged.alias(name),
+        period: period_filter,
     })
 }
 

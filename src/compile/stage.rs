@@ -354,24 +354,24 @@ pub async fn build(
 
     let keys: Vec<(String, Expr)> = p.dims.iter().cloned().chain(p.entity.clone()).collect();
     // The first aggregation: the formula's aggregates, or the entity columns'.
-    let (first_aggs, finals): (Vec<Expr>, Vec<Expr>) = match &p.entity {
+    let (first_aggs, columns): (Vec<Expr>, Vec<EntityColumn>) = match &p.entity {
         None => (vec![], vec![]),
         Some(_) => {
             let mut aggs = Vec::new();
-            let mut finals = Vec::new();
+            let mut columns = Vec::new();
             for (i, (name, expr)) in p.entity_columns.iter().enumerate() {
                 let split = Split::new(expr, &format!("__e{i}_")).map_err(plan_error)?;
                 aggs.extend(split.aggregates.clone());
-                finals.push(
-                    split
-                        .post_filled()
-                        .map_err(plan_error)?
-                        .alias(name.as_str()),
-                );
+                columns.push(EntityColumn {
+                    name: name.clone(),
+                    value: split.post_filled().map_err(plan_error)?,
+                    aggregates: split.names,
+                });
             }
-            (aggs, finals)
+            (aggs, columns)
         }
     };
+    let entity_aggs = first_aggs.clone();
     let formula_split = match &p.formula {
         Some(f) => Some(Split::new(f, &prefix).map_err(plan_error)?),
         None => None,
@@ -392,32 +392,54 @@ pub async fn build(
             let mut keep: Vec<Expr> = vec![col(START)];
             keep.extend(p.dims.iter().map(|(n, _)| col(n.as_str())));
             keep.push(col(ename.as_str()));
-            keep.extend(finals);
-            let per_entity = first_level
-                .project(keep)
-                .and_then(|b| b.build())
-                .map_err(plan_error)?;
+            keep.extend(
+                columns
+                    .iter()
+                    .map(|c| c.value.clone().alias(c.name.as_str())),
+            );
+            let per_entity = |first: LogicalPlanBuilder| {
+                first
+                    .project(keep.clone())
+                    .and_then(|b| b.build())
+                    .map_err(plan_error)
+            };
+            let mut per_entity_rows = per_entity(first_level)?;
             let none = Default::default();
             let entity_scope = Scope {
-                schema: per_entity.schema(),
+                schema: per_entity_rows.schema(),
                 first: "",
                 first_columns: &none,
                 origins: None,
             };
             let f = plan_in(ctx, &agg.formula, &entity_scope)?;
             let split = Split::new(&f, &prefix).map_err(plan_error)?;
+            let mut shape = format!("{shape}, per {ename}, then per period");
+            if rows_col.is_none()
+                && let Some((first, how)) = window::entity_history(
+                    ctx,
+                    m,
+                    agg,
+                    &p,
+                    &rel,
+                    req,
+                    &keys,
+                    &entity_aggs,
+                    &columns,
+                    &split.aggregates,
+                )
+                .await?
+            {
+                per_entity_rows = per_entity(first)?;
+                shape = format!("{how}, then per period");
+            }
             let mut group: Vec<Expr> = vec![col(START)];
             group.extend(p.dims.iter().map(|(n, _)| col(n.as_str())));
             let mut aggs = split.aggregates.clone();
             aggs.extend(row_count(&rows_col));
-            let plan = aggregate_renamed(LogicalPlanBuilder::from(per_entity), group, aggs)
+            let plan = aggregate_renamed(LogicalPlanBuilder::from(per_entity_rows), group, aggs)
                 .and_then(|b| b.build())
                 .map_err(plan_error)?;
-            (
-                plan,
-                split,
-                format!("{shape}, per {ename}, then per period"),
-            )
+            (plan, split, shape)
         }
         (None, None) => unreachable!("a formula without an entity is planned"),
     };
@@ -425,6 +447,14 @@ pub async fn build(
         stage: Stage::new(id, table, split, shape, rows_col),
         plan: PartPlan::Alone(plan),
     })
+}
+
+/// An entity column: its value over the aggregates of the first aggregation.
+pub(super) struct EntityColumn {
+    pub(super) name: String,
+    /// Over the columns `aggregates`, counts and sums read as 0 where none merged.
+    pub(super) value: Expr,
+    pub(super) aggregates: Vec<String>,
 }
 
 /// `count(1)` named `rows`, when the metric needs its rows counted.

@@ -17,8 +17,11 @@ use super::bucket::bucket_start;
 use super::partials;
 use super::period::{Calendar, Period};
 use super::relation::Relation;
+use super::running;
 use super::snippet::PERIOD;
-use super::stage::{MIN_INSTANT, Planned, Request, START, and_all, instant, register_memory};
+use super::stage::{
+    EntityColumn, MIN_INSTANT, Planned, Request, START, and_all, instant, register_memory,
+};
 use super::{Diags, ident, plan_error};
 use crate::source::{UTC, utc_timestamp};
 use crate::spec::At;
@@ -52,12 +55,8 @@ pub(super) async fn first_aggregation(
         let b = aggregate_renamed(rows, group, aggs).map_err(plan_error)?;
         return Ok((b, format!("rows bucketed by {}", cal.grain)));
     }
-    let windows: Vec<(Period, i64)> = req
-        .periods
-        .iter()
-        .map(|p| (*p, cal.window_start(*p, agg.window).unwrap_or(MIN_INSTANT)))
-        .collect();
-    let spine_name = format!("__periods_{}", ident(&m.name));
+    let windows = windows(agg, req);
+    let spine_name = spine_name(m);
     match (&p.time, agg.at) {
         (Some(t), None) if p.period_filters.iter().all(|f| !uses_period_beyond(f, t)) => {
             let lo = windows.iter().map(|w| w.1).min().unwrap_or(MIN_INSTANT);
@@ -123,6 +122,87 @@ pub(super) async fn first_aggregation(
             Ok((b, shape))
         }
     }
+}
+
+/// Each requested period with the start of its window ([`MIN_INSTANT`] for all history).
+fn windows(agg: &Aggregate, req: &Request<'_>) -> Vec<(Period, i64)> {
+    req.periods
+        .iter()
+        .map(|p| {
+            let start = req.calendar.window_start(*p, agg.window);
+            (*p, start.unwrap_or(MIN_INSTANT))
+        })
+        .collect()
+}
+
+/// The in-memory table of a metric's periods and window bounds.
+fn spine_name(m: &crate::validate::Metric) -> String {
+    format!("__periods_{}", ident(&m.name))
+}
+
+/// The first aggregation of a per-entity window stage made only for the entities with
+/// rows in each period, when the formula's aggregates `formula` ignore the others
+/// ([`running`]); with a short account of how. `None` when the stage has another shape
+/// or the formula may count an entity without rows in the period.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn entity_history(
+    ctx: &SessionContext,
+    m: &crate::validate::Metric,
+    agg: &Aggregate,
+    p: &Planned,
+    rel: &Relation,
+    req: &Request<'_>,
+    keys: &[(String, Expr)],
+    aggs: &[Expr],
+    columns: &[EntityColumn],
+    formula: &[Expr],
+) -> Result<Option<(LogicalPlanBuilder, String)>, Diags> {
+    let (Some(t), Some((entity, _)), None) = (&p.time, &p.entity, agg.at) else {
+        return Ok(None);
+    };
+    // Dimension values seen only outside the anchors would vanish from the output.
+    if !p.needs_period(agg) || !p.dims.is_empty() || !p.period_filters.is_empty() {
+        return Ok(None);
+    }
+    let windows = windows(agg, req);
+    let lo = windows.iter().map(|w| w.1).min().unwrap_or(MIN_INSTANT);
+    let last = req.periods.last().expect("at least one period");
+    let rows = filtered(rel, p.row_filters.clone(), t, lo, last.end)?
+        .build()
+        .map_err(plan_error)?;
+    let bounds = partials::boundaries(&windows);
+    let map = partials::interval_map(ctx, &spine_name(m), &windows, &bounds).await?;
+    let Some((b, before)) = running::per_anchor(rows, t, &windows, &bounds, map, keys, aggs)?
+    else {
+        return Ok(None);
+    };
+    let reads_before = |name: &String| {
+        aggs.iter()
+            .zip(&before)
+            .find(|(a, _)| a.schema_name().to_string() == *name)
+            .is_none_or(|(_, b)| *b)
+    };
+    let empty: Vec<(String, Expr)> = columns
+        .iter()
+        .filter(|c| !c.aggregates.iter().any(reads_before))
+        .map(|c| {
+            (
+                c.name.clone(),
+                running::empty_value(&c.value, &c.aggregates),
+            )
+        })
+        .collect();
+    if empty.is_empty() || !running::ignores_empty(formula, &empty) {
+        return Ok(None);
+    }
+    let window = agg.window.map(|w| format!(" ({w})")).unwrap_or_default();
+    Ok(Some((
+        b,
+        format!(
+            "per-interval partials of each {entity} merged over the window{window} of the \
+             periods it has rows in only (the formula ignores the others)"
+        ),
+    )))
 }
 
 /// Whether a period filter reads columns other than the time column and the bounds (then

@@ -150,6 +150,112 @@ fn a_window_merged_from_partials_agrees_with_one_read_row_by_row() {
     );
 }
 
+/// Per-entity metrics over all history: two whose formulas ignore a customer without
+/// orders in the period (merged as a running history, for the period's buyers only),
+/// and one that counts every customer seen so far (merged over every period), with
+/// values worked out by hand; then a run whose periods are a year apart.
+#[test]
+fn a_history_per_customer_is_merged_for_the_periods_buyers_only_when_the_formula_allows() {
+    let entity = "source: orders\nfilter: status = 'paid'\nwindow: all\nentity: customer_id\n";
+    let f = Fixture::new(
+        &[
+            ("models/orders.yaml", "table: orders\ntime: ordered_at\n"),
+            (
+                "won_back.yaml",
+                &format!(
+                    "{entity}entity_columns:\n  first: min(ordered_at) filter (where ordered_at >= $start)\n  last_before: max(ordered_at) filter (where ordered_at < $start)\nformula: count(*) filter (where days_between(last_before, first) > 180)\n"
+                ),
+            ),
+            (
+                "loyal_buyers.yaml",
+                &format!(
+                    "{entity}entity_columns:\n  during: count(*) filter (where ordered_at >= $start)\n  total: count(*)\nformula: count(*) filter (where during > 0 and total >= 3)\n"
+                ),
+            ),
+            (
+                "buyers_so_far.yaml",
+                &format!("{entity}entity_columns:\n  n: count(*)\nformula: count(*)\n"),
+            ),
+        ],
+        &[(
+            "orders.csv",
+            "order_id,customer_id,ordered_at,status\n\
+             1,1,2023-01-10T00:00:00Z,paid\n\
+             2,3,2023-02-01T00:00:00Z,refunded\n\
+             3,2,2023-12-31T23:59:59Z,paid\n\
+             4,2,2024-01-15T00:00:00Z,paid\n\
+             5,1,2024-02-05T00:00:00Z,paid\n\
+             6,1,2024-02-20T00:00:00Z,paid\n\
+             7,3,2024-03-01T00:00:00Z,paid\n\
+             8,1,2024-03-10T00:00:00Z,paid\n\
+             9,4,2024-03-11T00:00:00Z,refunded\n",
+        )],
+    );
+    let rows = f.rows(&[
+        "won_back",
+        "loyal_buyers",
+        "buyers_so_far",
+        "--from",
+        "2024-01-01",
+        "--to",
+        "2024-04-01",
+    ]);
+    let col = |i: usize| rows[1..].iter().map(|r| r[i].clone()).collect::<Vec<_>>();
+    // Jan: customer 2 buys 15 days after 31 Dec: no. Feb: customer 1 buys on 5 Feb, 391
+    // days after 10 Jan 2023: won back. Mar: customer 1 again 19 days after 20 Feb: no;
+    // customer 3's refund of 2023 is no purchase, so it has no order before: no.
+    assert_eq!(col(1), ["0", "1", "0"]);
+    // Buyers of the period with 3 paid orders up to its end: Jan customer 2 has 2: none;
+    // Feb customer 1 has 3; Mar customer 1 has 4, customer 3 has 1.
+    assert_eq!(col(2), ["0", "1", "1"]);
+    // Customers with a paid order up to each end, buying in the period or not: 1 and 2;
+    // 1 and 2; 1, 2 and 3 (4 only refunded).
+    assert_eq!(col(3), ["2", "2", "3"]);
+    // Feb 2024 against Feb 2023, with the months between them not computed: in Feb 2023
+    // nobody paid.
+    let rows = f.rows(&[
+        "won_back",
+        "--from",
+        "2024-02-01",
+        "--to",
+        "2024-03-01",
+        "--compare",
+        "previous_year",
+    ]);
+    assert_eq!(rows[1][..3], ["2024-02-01", "1", "0"]);
+    let (code, out, err) = kpi_in(
+        f.dir.path(),
+        &[
+            "explain",
+            "--metrics",
+            "metrics",
+            "--data",
+            "data",
+            "--from",
+            "2024-01-01",
+            "--to",
+            "2024-04-01",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let shape = |m: &str| {
+        out.lines()
+            .find(|l| l.contains(&format!("scan of {m}:")))
+            .unwrap_or_else(|| panic!("no scan of {m} in {out}"))
+            .to_string()
+    };
+    for m in ["won_back", "loyal_buyers"] {
+        assert!(
+            shape(m).contains("of the periods it has rows in only"),
+            "{out}"
+        );
+    }
+    assert!(
+        shape("buyers_so_far").contains("per-interval partials merged"),
+        "{out}"
+    );
+}
+
 #[test]
 fn metrics_over_the_same_rows_share_one_scan() {
     let metrics = crate::repo("metrics");
