@@ -195,7 +195,7 @@ pub(super) fn per_period(
 
 /// The one argument of every `count(DISTINCT …)`: `Some(None)` when there is none,
 /// `None` when there are several.
-fn distinct_argument(aggregates: &[Expr]) -> Option<Option<Expr>> {
+pub(super) fn distinct_argument(aggregates: &[Expr]) -> Option<Option<Expr>> {
     let mut found: Option<Expr> = None;
     for a in aggregates {
         let (inner, _) = unalias(a);

@@ -28,7 +28,7 @@ use datafusion::optimizer::simplify_expressions::ExprSimplifier;
 use super::partials::{self, INTERVAL};
 use super::period::Period;
 use super::snippet::PERIOD;
-use super::stage::instant;
+use super::stage::{MIN_INSTANT, instant};
 use super::{Diags, plan_error};
 
 /// Whether each aggregate reads rows before the period (in its window), in order.
@@ -76,19 +76,36 @@ pub fn per_anchor(
         .map(|(n, _)| col(n.as_str()).alias(anchor(n)))
         .collect();
     columns.extend(["start", "end", "wstart", "at"].map(|c| bound(c).alias(c)));
-    let anchors = LogicalPlanBuilder::from(level1.clone())
+    let mut anchors = LogicalPlanBuilder::from(level1.clone())
         .join_on(inside, JoinType::Inner, vec![col(INTERVAL).eq(bound("iv"))])
         .and_then(|b| b.project(columns))
-        .and_then(|b| b.distinct())
-        .and_then(|b| b.alias(PERIOD))
+        .map_err(plan_error)?;
+    // A partial is one per (interval, keys) without a distinct value, and a period of one
+    // interval then has one per keys already.
+    let one_interval = windows
+        .iter()
+        .all(|(p, _)| !bounds.iter().any(|b| *b > p.start && *b < p.end));
+    if !(one_interval && partials::distinct_argument(aggregates) == Some(None)) {
+        anchors = anchors.distinct().map_err(plan_error)?;
+    }
+    let anchors = anchors
+        .alias(PERIOD)
         .and_then(|b| b.build())
         .map_err(plan_error)?;
     let mut on: Vec<Expr> = keys
         .iter()
         .map(|(n, _)| col(n.as_str()).eq(col(Column::new(Some(PERIOD), anchor(n)))))
         .collect();
-    on.push(col(INTERVAL).gt_eq(bound("wstart")));
-    on.push(col(INTERVAL).lt(bound("end")));
+    if windows.iter().any(|(_, w)| *w > MIN_INSTANT) {
+        on.push(col(INTERVAL).gt_eq(bound("wstart")));
+    }
+    // Intervals start at bounds, so with none inside a period `iv < end` is `iv <= start`,
+    // and the join's table need not hold the ends.
+    on.push(if one_interval {
+        col(INTERVAL).lt_eq(bound("start"))
+    } else {
+        col(INTERVAL).lt(bound("end"))
+    });
     let joined = LogicalPlanBuilder::from(level1)
         .join_on(anchors, JoinType::Inner, on)
         .and_then(|b| b.build())

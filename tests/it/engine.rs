@@ -150,10 +150,11 @@ fn a_window_merged_from_partials_agrees_with_one_read_row_by_row() {
     );
 }
 
-/// Per-entity metrics over all history: two whose formulas ignore a customer without
-/// orders in the period (merged as a running history, for the period's buyers only),
-/// and one that counts every customer seen so far (merged over every period), with
-/// values worked out by hand; then a run whose periods are a year apart.
+/// Per-entity windows: three whose formulas ignore a customer without orders in the
+/// period (merged for the period's buyers only; two over all history, one over 90 days,
+/// whose bounds cut the months), and one that counts every customer seen so far (merged
+/// over every period), with values worked out by hand; then a run whose periods are a
+/// year apart.
 #[test]
 fn a_history_per_customer_is_merged_for_the_periods_buyers_only_when_the_formula_allows() {
     let entity = "source: orders\nfilter: status = 'paid'\nwindow: all\nentity: customer_id\n";
@@ -171,6 +172,10 @@ fn a_history_per_customer_is_merged_for_the_periods_buyers_only_when_the_formula
                 &format!(
                     "{entity}entity_columns:\n  during: count(*) filter (where ordered_at >= $start)\n  total: count(*)\nformula: count(*) filter (where during > 0 and total >= 3)\n"
                 ),
+            ),
+            (
+                "returning_90d.yaml",
+                "source: orders\nfilter: status = 'paid'\nwindow: 90 days\nentity: customer_id\nentity_columns:\n  during: count(*) filter (where ordered_at >= $start)\n  before: count(*) filter (where ordered_at < $start)\nformula: count(*) filter (where during > 0 and before > 0)\n",
             ),
             (
                 "buyers_so_far.yaml",
@@ -195,6 +200,7 @@ fn a_history_per_customer_is_merged_for_the_periods_buyers_only_when_the_formula
         "won_back",
         "loyal_buyers",
         "buyers_so_far",
+        "returning_90d",
         "--from",
         "2024-01-01",
         "--to",
@@ -211,6 +217,11 @@ fn a_history_per_customer_is_merged_for_the_periods_buyers_only_when_the_formula
     // Customers with a paid order up to each end, buying in the period or not: 1 and 2;
     // 1 and 2; 1, 2 and 3 (4 only refunded).
     assert_eq!(col(3), ["2", "2", "3"]);
+    // Buyers of the period who also bought in the 90 days up to its end but before it:
+    // Jan [3 Nov, 1 Feb): customer 2 (31 Dec, 15 Jan). Feb [2 Dec, 1 Mar): customer 1's
+    // orders before Feb are of 2023: none. Mar [2 Jan, 1 Apr): customer 1 (Feb, 10 Mar);
+    // customer 3 had none before.
+    assert_eq!(col(4), ["1", "0", "1"]);
     // Feb 2024 against Feb 2023, with the months between them not computed: in Feb 2023
     // nobody paid.
     let rows = f.rows(&[
@@ -244,7 +255,7 @@ fn a_history_per_customer_is_merged_for_the_periods_buyers_only_when_the_formula
             .unwrap_or_else(|| panic!("no scan of {m} in {out}"))
             .to_string()
     };
-    for m in ["won_back", "loyal_buyers"] {
+    for m in ["won_back", "loyal_buyers", "returning_90d"] {
         assert!(
             shape(m).contains("of the periods it has rows in only"),
             "{out}"
