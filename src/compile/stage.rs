@@ -312,66 +312,22 @@ pub async fn build(
     let prefix = format!("{}__", ident(&m.name));
     // `empty:` needs to tell a period without rows from one whose formula is NULL.
     let rows_col = m.spec.empty.as_ref().map(|_| format!("{prefix}rows"));
-    let first = req.periods.first().expect("at least one period");
-    let last = req.periods.last().expect("at least one period");
-    let range = (first.start, last.end);
     let table = format!("__stage_{}", ident(&m.name));
 
     if !p.needs_period(agg) && p.entity.is_none() {
-        let time = p.time.clone().expect("bucketed stages have a time");
-        let split =
-            Split::new(p.formula.as_ref().expect("no entity"), &prefix).map_err(plan_error)?;
-        let mut aggregates = split.aggregates.clone();
-        aggregates.extend(row_count(&rows_col));
-        let key = format!(
-            "{}\n{time}\n{:?}",
-            rel.plan.display_indent(),
-            p.dims
-                .iter()
-                .map(|(n, e)| format!("{n}={e}"))
-                .collect::<Vec<_>>()
-        );
-        return Ok(Part {
-            stage: Stage::new(
-                id,
-                table,
-                split,
-                format!("rows bucketed by {}", req.calendar.grain),
-                rows_col,
-            ),
-            plan: PartPlan::Bucketed(Box::new(Bucketed {
-                key,
-                rows: rel.plan.clone(),
-                time,
-                calendar: req.calendar,
-                dims: p.dims,
-                filters: p.row_filters,
-                range,
-                aggregates,
-            })),
-        });
+        return bucketed_part(id, &rel, p, req, &prefix, table, rows_col);
     }
-
-    let keys: Vec<(String, Expr)> = p.dims.iter().cloned().chain(p.entity.clone()).collect();
-    // The first aggregation: the formula's aggregates, or the entity columns'.
-    let (first_aggs, columns): (Vec<Expr>, Vec<EntityColumn>) = match &p.entity {
-        None => (vec![], vec![]),
-        Some(_) => {
-            let mut aggs = Vec::new();
-            let mut columns = Vec::new();
-            for (i, (name, expr)) in p.entity_columns.iter().enumerate() {
-                let split = Split::new(expr, &format!("__e{i}_")).map_err(plan_error)?;
-                aggs.extend(split.aggregates.clone());
-                columns.push(EntityColumn {
-                    name: name.clone(),
-                    value: split.post_filled().map_err(plan_error)?,
-                    aggregates: split.names,
-                });
-            }
-            (aggs, columns)
-        }
+    let input = StageInput {
+        ctx,
+        metric: m,
+        agg,
+        planned: &p,
+        rel: &rel,
+        req,
     };
-    let entity_aggs = first_aggs.clone();
+    let keys: Vec<(String, Expr)> = p.dims.iter().cloned().chain(p.entity.clone()).collect();
+    let entity = entity_columns(&p)?;
+    // The first aggregation: the formula's aggregates, or the entity columns'.
     let formula_split = match &p.formula {
         Some(f) => Some(Split::new(f, &prefix).map_err(plan_error)?),
         None => None,
@@ -382,71 +338,168 @@ pub async fn build(
             a.extend(row_count(&rows_col));
             a
         }
-        None => first_aggs,
+        None => entity.aggregates.clone(),
     };
-    let (first_level, shape) =
-        window::first_aggregation(ctx, m, agg, &p, &rel, req, &keys, first_aggs).await?;
-    let (plan, split, shape) = match (&p.entity, formula_split) {
-        (None, Some(split)) => (first_level.build().map_err(plan_error)?, split, shape),
-        (Some((ename, _)), _) => {
-            let mut keep: Vec<Expr> = vec![col(START)];
-            keep.extend(p.dims.iter().map(|(n, _)| col(n.as_str())));
-            keep.push(col(ename.as_str()));
-            keep.extend(
-                columns
-                    .iter()
-                    .map(|c| c.value.clone().alias(c.name.as_str())),
-            );
-            let per_entity = |first: LogicalPlanBuilder| {
-                first
-                    .project(keep.clone())
-                    .and_then(|b| b.build())
-                    .map_err(plan_error)
-            };
-            let mut per_entity_rows = per_entity(first_level)?;
-            let none = Default::default();
-            let entity_scope = Scope {
-                schema: per_entity_rows.schema(),
-                first: "",
-                first_columns: &none,
-                origins: None,
-            };
-            let f = plan_in(ctx, &agg.formula, &entity_scope)?;
-            let split = Split::new(&f, &prefix).map_err(plan_error)?;
-            let mut shape = format!("{shape}, per {ename}, then per period");
-            if rows_col.is_none()
-                && let Some((first, how)) = window::entity_history(
-                    ctx,
-                    m,
-                    agg,
-                    &p,
-                    &rel,
-                    req,
-                    &keys,
-                    &entity_aggs,
-                    &columns,
-                    &split.aggregates,
-                )
-                .await?
-            {
-                per_entity_rows = per_entity(first)?;
-                shape = format!("{how}, then per period");
-            }
-            let mut group: Vec<Expr> = vec![col(START)];
-            group.extend(p.dims.iter().map(|(n, _)| col(n.as_str())));
-            let mut aggs = split.aggregates.clone();
-            aggs.extend(row_count(&rows_col));
-            let plan = aggregate_renamed(LogicalPlanBuilder::from(per_entity_rows), group, aggs)
-                .and_then(|b| b.build())
-                .map_err(plan_error)?;
-            (plan, split, shape)
+    let (first_level, shape) = window::first_aggregation(&input, &keys, first_aggs).await?;
+    let (plan, split, shape) = match formula_split {
+        Some(split) => (first_level.build().map_err(plan_error)?, split, shape),
+        None => {
+            per_entity(
+                &input,
+                &keys,
+                first_level,
+                &shape,
+                &entity,
+                &prefix,
+                &rows_col,
+            )
+            .await?
         }
-        (None, None) => unreachable!("a formula without an entity is planned"),
     };
     Ok(Part {
         stage: Stage::new(id, table, split, shape, rows_col),
         plan: PartPlan::Alone(plan),
     })
+}
+
+/// What planning a stage that is not fused reads: the session, the metric, its SQL
+/// planned against its rows, and the run's request.
+#[derive(Clone, Copy)]
+pub(super) struct StageInput<'a> {
+    pub(super) ctx: &'a SessionContext,
+    pub(super) metric: &'a crate::validate::Metric,
+    pub(super) agg: &'a Aggregate,
+    pub(super) planned: &'a Planned,
+    pub(super) rel: &'a Relation,
+    pub(super) req: &'a Request<'a>,
+}
+
+/// The part of a bucketed metric, for [`super::fuse`] to share with the metrics over the
+/// same rows, time and dimensions.
+fn bucketed_part(
+    id: MetricId,
+    rel: &Relation,
+    p: Planned,
+    req: &Request<'_>,
+    prefix: &str,
+    table: String,
+    rows_col: Option<String>,
+) -> Result<Part, Diags> {
+    let time = p.time.clone().expect("bucketed stages have a time");
+    let split = Split::new(p.formula.as_ref().expect("no entity"), prefix).map_err(plan_error)?;
+    let mut aggregates = split.aggregates.clone();
+    aggregates.extend(row_count(&rows_col));
+    let key = format!(
+        "{}\n{time}\n{:?}",
+        rel.plan.display_indent(),
+        p.dims
+            .iter()
+            .map(|(n, e)| format!("{n}={e}"))
+            .collect::<Vec<_>>()
+    );
+    let first = req.periods.first().expect("at least one period");
+    let last = req.periods.last().expect("at least one period");
+    Ok(Part {
+        stage: Stage::new(
+            id,
+            table,
+            split,
+            format!("rows bucketed by {}", req.calendar.grain),
+            rows_col,
+        ),
+        plan: PartPlan::Bucketed(Box::new(Bucketed {
+            key,
+            rows: rel.plan.clone(),
+            time,
+            calendar: req.calendar,
+            dims: p.dims,
+            filters: p.row_filters,
+            range: (first.start, last.end),
+            aggregates,
+        })),
+    })
+}
+
+/// A per-entity metric's entity columns, and the aggregates of the first aggregation
+/// they read.
+pub(super) struct EntityColumns {
+    pub(super) aggregates: Vec<Expr>,
+    pub(super) columns: Vec<EntityColumn>,
+}
+
+fn entity_columns(p: &Planned) -> Result<EntityColumns, Diags> {
+    let mut aggregates = Vec::new();
+    let mut columns = Vec::new();
+    for (i, (name, expr)) in p.entity_columns.iter().enumerate() {
+        let split = Split::new(expr, &format!("__e{i}_")).map_err(plan_error)?;
+        aggregates.extend(split.aggregates.clone());
+        columns.push(EntityColumn {
+            name: name.clone(),
+            value: split.post_filled().map_err(plan_error)?,
+            aggregates: split.names,
+        });
+    }
+    Ok(EntityColumns {
+        aggregates,
+        columns,
+    })
+}
+
+/// The second level of a per-entity metric: its formula over the entity rows of
+/// `first_level` (their columns computed), per period; merged for the entities with rows
+/// in each period only where the formula allows ([`window::entity_history`]).
+async fn per_entity(
+    input: &StageInput<'_>,
+    keys: &[(String, Expr)],
+    first_level: LogicalPlanBuilder,
+    shape: &str,
+    entity: &EntityColumns,
+    prefix: &str,
+    rows_col: &Option<String>,
+) -> Result<(LogicalPlan, Split, String), Diags> {
+    let p = input.planned;
+    let (ename, _) = p.entity.as_ref().expect("a per-entity metric");
+    let mut keep: Vec<Expr> = vec![col(START)];
+    keep.extend(p.dims.iter().map(|(n, _)| col(n.as_str())));
+    keep.push(col(ename.as_str()));
+    keep.extend(
+        entity
+            .columns
+            .iter()
+            .map(|c| c.value.clone().alias(c.name.as_str())),
+    );
+    let per_entity = |first: LogicalPlanBuilder| {
+        first
+            .project(keep.clone())
+            .and_then(|b| b.build())
+            .map_err(plan_error)
+    };
+    let mut rows = per_entity(first_level)?;
+    let none = Default::default();
+    let entity_scope = Scope {
+        schema: rows.schema(),
+        first: "",
+        first_columns: &none,
+        origins: None,
+    };
+    let f = plan_in(input.ctx, &input.agg.formula, &entity_scope)?;
+    let split = Split::new(&f, prefix).map_err(plan_error)?;
+    let mut shape = format!("{shape}, per {ename}, then per period");
+    if rows_col.is_none()
+        && let Some((first, how)) =
+            window::entity_history(input, keys, entity, &split.aggregates).await?
+    {
+        rows = per_entity(first)?;
+        shape = format!("{how}, then per period");
+    }
+    let mut group: Vec<Expr> = vec![col(START)];
+    group.extend(p.dims.iter().map(|(n, _)| col(n.as_str())));
+    let mut aggs = split.aggregates.clone();
+    aggs.extend(row_count(rows_col));
+    let plan = aggregate_renamed(LogicalPlanBuilder::from(rows), group, aggs)
+        .and_then(|b| b.build())
+        .map_err(plan_error)?;
+    Ok((plan, split, shape))
 }
 
 /// An entity column: its value over the aggregates of the first aggregation.

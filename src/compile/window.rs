@@ -20,7 +20,7 @@ use super::relation::Relation;
 use super::running;
 use super::snippet::PERIOD;
 use super::stage::{
-    EntityColumn, MIN_INSTANT, Planned, Request, START, and_all, instant, register_memory,
+    EntityColumns, MIN_INSTANT, Request, START, StageInput, and_all, instant, register_memory,
 };
 use super::{Diags, ident, plan_error};
 use crate::source::{UTC, utc_timestamp};
@@ -30,15 +30,12 @@ use crate::validate::Aggregate;
 /// The first aggregation of a stage that is not fused: `aggs` grouped by the period's
 /// start (`__start`) and `keys`, with a short account of how.
 pub(super) async fn first_aggregation(
-    ctx: &SessionContext,
-    m: &crate::validate::Metric,
-    agg: &Aggregate,
-    p: &Planned,
-    rel: &Relation,
-    req: &Request<'_>,
+    input: &StageInput<'_>,
     keys: &[(String, Expr)],
     aggs: Vec<Expr>,
 ) -> Result<(LogicalPlanBuilder, String), Diags> {
+    let (ctx, m, agg, p) = (input.ctx, input.metric, input.agg, input.planned);
+    let (rel, req) = (input.rel, input.req);
     let cal = req.calendar;
     let mut group: Vec<Expr> = vec![];
     let group_keys = |start: Expr, group: &mut Vec<Expr>| {
@@ -144,19 +141,15 @@ fn spine_name(m: &crate::validate::Metric) -> String {
 /// rows in each period, when the formula's aggregates `formula` ignore the others
 /// ([`running`]); with a short account of how. `None` when the stage has another shape
 /// or the formula may count an entity without rows in the period.
-#[allow(clippy::too_many_arguments)]
 pub(super) async fn entity_history(
-    ctx: &SessionContext,
-    m: &crate::validate::Metric,
-    agg: &Aggregate,
-    p: &Planned,
-    rel: &Relation,
-    req: &Request<'_>,
+    input: &StageInput<'_>,
     keys: &[(String, Expr)],
-    aggs: &[Expr],
-    columns: &[EntityColumn],
+    entity: &EntityColumns,
     formula: &[Expr],
 ) -> Result<Option<(LogicalPlanBuilder, String)>, Diags> {
+    let (ctx, m, agg, p) = (input.ctx, input.metric, input.agg, input.planned);
+    let (rel, req) = (input.rel, input.req);
+    let (aggs, columns) = (&entity.aggregates, &entity.columns);
     let (Some(t), Some((entity, _)), None) = (&p.time, &p.entity, agg.at) else {
         return Ok(None);
     };
