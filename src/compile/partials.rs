@@ -114,16 +114,19 @@ pub(super) struct Merge {
 }
 
 /// `aggregates` (aliased) of `rows` grouped by the period's start and `keys`, merged
-/// from per-interval partials; `None` when some aggregate does not merge.
+/// from per-interval partials; `None` when some aggregate does not merge. `single` says
+/// every period's window is one interval ([`one_interval_each`]).
 pub fn merged(
     rows: LogicalPlan,
     time: &Expr,
     bounds: &[i64],
+    single: bool,
     map: LogicalPlan,
     keys: &[(String, Expr)],
     aggregates: &[Expr],
 ) -> Result<Option<LogicalPlanBuilder>, Diags> {
-    let Some((merges, level1)) = per_interval(&rows, time, bounds, keys, aggregates)? else {
+    let Some((merges, level1)) = per_interval(&rows, time, bounds, keys, aggregates, single)?
+    else {
         return Ok(None);
     };
     let joined = LogicalPlanBuilder::from(level1)
@@ -139,20 +142,21 @@ pub fn merged(
 
 /// `aggregates` split into partials and their merges, and the partials of `rows` grouped
 /// by interval ([`INTERVAL`]), `keys` and the distinct value; `None` when some aggregate
-/// does not merge.
+/// does not merge. With `single`, each period merges one interval.
 pub(super) fn per_interval(
     rows: &LogicalPlan,
     time: &Expr,
     bounds: &[i64],
     keys: &[(String, Expr)],
     aggregates: &[Expr],
+    single: bool,
 ) -> Result<Option<(Vec<Merge>, LogicalPlan)>, Diags> {
     let Some(distinct) = distinct_argument(aggregates) else {
         return Ok(None);
     };
     let mut merges = Vec::new();
     for (j, a) in aggregates.iter().enumerate() {
-        match split(a, time, j) {
+        match split(a, time, j, single) {
             Some(m) => merges.push(m),
             None => return Ok(None),
         }
@@ -193,6 +197,23 @@ pub(super) fn per_period(
         .map_err(plan_error)
 }
 
+/// Whether every period's window `[start, end)` holds exactly one interval: no bound
+/// falls inside it.
+pub fn one_interval_each(windows: &[(Period, i64)], bounds: &[i64]) -> bool {
+    windows
+        .iter()
+        .all(|(p, w)| !bounds.iter().any(|b| *b > *w && *b < p.end))
+}
+
+/// Whether `aggregates` hold a `count(DISTINCT …)`. Fused with other metrics, or under a
+/// FILTER, DataFusion counts it with a hash set per period, which cannot spill; grouped
+/// by the value as per-interval partials, it can.
+pub fn counts_distinct(aggregates: &[Expr]) -> bool {
+    aggregates
+        .iter()
+        .any(|a| matches!(unalias(a).0, Expr::AggregateFunction(f) if f.params.distinct))
+}
+
 /// The one argument of every `count(DISTINCT …)`: `Some(None)` when there is none,
 /// `None` when there are several.
 pub(super) fn distinct_argument(aggregates: &[Expr]) -> Option<Option<Expr>> {
@@ -222,7 +243,7 @@ fn unalias(e: &Expr) -> (&Expr, Option<&str>) {
 }
 
 /// Splits aggregate `a` (the `j`th) into partials and their merge.
-fn split(a: &Expr, time: &Expr, j: usize) -> Option<Merge> {
+fn split(a: &Expr, time: &Expr, j: usize, single: bool) -> Option<Merge> {
     let (inner, name) = unalias(a);
     let name = name?.to_string();
     let Expr::AggregateFunction(AggregateFunction { func, params }) = inner else {
@@ -248,10 +269,13 @@ fn split(a: &Expr, time: &Expr, j: usize) -> Option<Merge> {
             // Without a row filter every partial group holds the value; a bare distinct
             // count is rewritten by DataFusion into a group-by that can spill.
             let present = row_filter.as_ref().map(|_| col(p.as_str()).gt(lit(0i64)));
-            (
-                with_row(count(lit(1)))?,
-                with_period(count_distinct(col(DISTINCT)), present)?,
-            )
+            // Within one interval each value is one partial group already.
+            let values = if single {
+                count(col(DISTINCT))
+            } else {
+                count_distinct(col(DISTINCT))
+            };
+            (with_row(count(lit(1)))?, with_period(values, present)?)
         }
         ("count", false) => {
             let partial = Expr::AggregateFunction(AggregateFunction::new_udf(

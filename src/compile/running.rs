@@ -48,7 +48,8 @@ pub fn per_anchor(
     keys: &[(String, Expr)],
     aggregates: &[Expr],
 ) -> Result<Option<(LogicalPlanBuilder, ReadsBefore)>, Diags> {
-    let Some((merges, level1)) = partials::per_interval(&rows, time, bounds, keys, aggregates)?
+    let Some((merges, level1)) =
+        partials::per_interval(&rows, time, bounds, keys, aggregates, false)?
     else {
         return Ok(None);
     };

@@ -51,6 +51,9 @@ pub struct Request<'a> {
     pub dims: &'a [String],
     /// `--where`, a predicate on dimensions.
     pub filter: Option<&'a Sql>,
+    /// Under a memory limit: plans whose every operator can spill are preferred to faster
+    /// ones that hold a table in memory.
+    pub bounded: bool,
 }
 
 /// How one metric's aggregates are read back from the table its scan writes.
@@ -314,9 +317,10 @@ pub async fn build(
     let rows_col = m.spec.empty.as_ref().map(|_| format!("{prefix}rows"));
     let table = format!("__stage_{}", ident(&m.name));
 
-    if !p.needs_period(agg) && p.entity.is_none() {
-        return bucketed_part(id, &rel, p, req, &prefix, table, rows_col);
-    }
+    let formula_split = match &p.formula {
+        Some(f) => Some(Split::new(f, &prefix).map_err(plan_error)?),
+        None => None,
+    };
     let input = StageInput {
         ctx,
         metric: m,
@@ -325,13 +329,15 @@ pub async fn build(
         rel: &rel,
         req,
     };
+    if !p.needs_period(agg)
+        && let Some(split) = &formula_split
+        && !window::spillable_distinct(&input, &split.aggregates)
+    {
+        return bucketed_part(id, &rel, &p, req, split.clone(), table, rows_col);
+    }
     let keys: Vec<(String, Expr)> = p.dims.iter().cloned().chain(p.entity.clone()).collect();
     let entity = entity_columns(&p)?;
     // The first aggregation: the formula's aggregates, or the entity columns'.
-    let formula_split = match &p.formula {
-        Some(f) => Some(Split::new(f, &prefix).map_err(plan_error)?),
-        None => None,
-    };
     let first_aggs = match &formula_split {
         Some(s) => {
             let mut a = s.aggregates.clone();
@@ -379,14 +385,13 @@ pub(super) struct StageInput<'a> {
 fn bucketed_part(
     id: MetricId,
     rel: &Relation,
-    p: Planned,
+    p: &Planned,
     req: &Request<'_>,
-    prefix: &str,
+    split: Split,
     table: String,
     rows_col: Option<String>,
 ) -> Result<Part, Diags> {
     let time = p.time.clone().expect("bucketed stages have a time");
-    let split = Split::new(p.formula.as_ref().expect("no entity"), prefix).map_err(plan_error)?;
     let mut aggregates = split.aggregates.clone();
     aggregates.extend(row_count(&rows_col));
     let key = format!(
@@ -412,8 +417,8 @@ fn bucketed_part(
             rows: rel.plan.clone(),
             time,
             calendar: req.calendar,
-            dims: p.dims,
-            filters: p.row_filters,
+            dims: p.dims.clone(),
+            filters: p.row_filters.clone(),
             range: (first.start, last.end),
             aggregates,
         })),

@@ -44,7 +44,7 @@ pub(super) async fn first_aggregation(
     };
     let first = req.periods.first().expect("at least one period");
     let last = req.periods.last().expect("at least one period");
-    if !p.needs_period(agg) {
+    if !p.needs_period(agg) && !spillable_distinct(input, &aggs) {
         // Bucketed, per entity.
         let t = p.time.clone().expect("bucketed stages have a time");
         let rows = filtered(rel, p.row_filters.clone(), &t, first.start, last.end)?;
@@ -65,9 +65,17 @@ pub(super) async fn first_aggregation(
                 None => format!("{how} of each period's bounds"),
             };
             let rows_plan = rows.build().map_err(plan_error)?;
+            let single = partials::one_interval_each(&windows, &bounds);
             if p.period_filters.is_empty()
-                && let Some(b) =
-                    partials::merged(rows_plan.clone(), t, &bounds, map.clone(), keys, &aggs)?
+                && let Some(b) = partials::merged(
+                    rows_plan.clone(),
+                    t,
+                    &bounds,
+                    single,
+                    map.clone(),
+                    keys,
+                    &aggs,
+                )?
             {
                 return Ok((
                     b,
@@ -121,6 +129,12 @@ pub(super) async fn first_aggregation(
     }
 }
 
+/// Whether a bucketed stage's distinct counts go through per-interval partials: under a
+/// memory limit, where their hash sets could not spill ([`partials::counts_distinct`]).
+pub(super) fn spillable_distinct(input: &StageInput<'_>, aggs: &[Expr]) -> bool {
+    input.req.bounded && input.planned.entity.is_none() && partials::counts_distinct(aggs)
+}
+
 /// Each requested period with the start of its window ([`MIN_INSTANT`] for all history).
 fn windows(agg: &Aggregate, req: &Request<'_>) -> Vec<(Period, i64)> {
     req.periods
@@ -153,8 +167,9 @@ pub(super) async fn entity_history(
     let (Some(t), Some((entity, _)), None) = (&p.time, &p.entity, agg.at) else {
         return Ok(None);
     };
-    // Dimension values seen only outside the anchors would vanish from the output.
-    if !p.needs_period(agg) || !p.dims.is_empty() || !p.period_filters.is_empty() {
+    // Dimension values seen only outside the anchors would vanish from the output; under
+    // a memory limit the join to the anchors could not spill its table.
+    if !p.needs_period(agg) || !p.dims.is_empty() || !p.period_filters.is_empty() || req.bounded {
         return Ok(None);
     }
     let windows = windows(agg, req);

@@ -267,6 +267,7 @@ pub async fn prepare(
             periods: ps,
             dims: &req.by,
             filter: filter.as_ref(),
+            bounded: req.engine.memory_limit.is_some(),
         };
         match stage::build(&ctx, root, cat, m, &r).await {
             Ok(part) => parts.push(part),

@@ -330,6 +330,49 @@ fn a_memory_limit_spills_or_fails_naming_the_metric_and_leaves_no_file() {
         "{err}"
     );
     assert!(!out.exists(), "no output file after a failed run");
+    // Under a limit, distinct counts are grouped by their value (a group-by spills, a
+    // hash set per period does not), and per-entity windows are not joined to their
+    // anchors (a join's table does not spill either); unbounded, they are fused and
+    // anchored.
+    let shapes = |extra: &[&str]| {
+        let args = [
+            &[
+                "explain",
+                "orders_per_customer",
+                "won_back_customers",
+                "--metrics",
+                metrics.to_str().unwrap(),
+                "--data",
+                "data",
+            ][..],
+            extra,
+        ]
+        .concat();
+        let (code, out, err) = kpi_in(dir.path(), &args);
+        assert_eq!(code, 0, "{err}");
+        let shape = |m: &str| {
+            out.lines()
+                .find(|l| l.starts_with(&format!("── scan of {m}")))
+                .unwrap_or_else(|| panic!("no scan of {m} in {out}"))
+                .to_string()
+        };
+        (shape("orders_per_customer"), shape("won_back_customers"))
+    };
+    let (distinct, history) = shapes(&["--memory-limit", "32MiB"]);
+    assert!(
+        distinct.contains("per-interval partials merged"),
+        "{distinct}"
+    );
+    assert!(
+        history.contains("merged over the intervals of the window (all), per customer_id"),
+        "{history}"
+    );
+    let (distinct, history) = shapes(&[]);
+    assert!(distinct.contains("rows bucketed by month"), "{distinct}");
+    assert!(
+        history.contains("of the periods it has rows in only"),
+        "{history}"
+    );
     let (code, _, err) = kpi_in(dir.path(), &["run", "--memory-limit", "4 parsecs"]);
     assert_eq!(code, 2);
     assert!(err.contains("unknown size unit `parsecs`"), "{err}");
