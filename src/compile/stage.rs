@@ -15,7 +15,9 @@
 //! * **state at an instant** (`at:`): rows joined to the period instants by the model's
 //!   `active` condition.
 //!
-//! Per-entity metrics aggregate twice: per (period, entity), then per period.
+//! Per-entity metrics aggregate twice: per (period, entity), then per period; over a
+//! window, only the (period, entity) pairs with rows in the period when the formula
+//! ignores the others ([`super::running`]).
 
 use std::sync::Arc;
 

@@ -1,6 +1,9 @@
 //! Plans of stages that are not fused: rows of one metric grouped by period, through
-//! per-interval partials of windows ([`super::partials`]), rows joined to the periods on
-//! their interval, or rows joined to the period instants of a state metric.
+//! per-interval partials of windows ([`super::partials`]) — for a per-entity window,
+//! merged at each entity's active periods where the formula allows
+//! ([`super::running`]) — rows joined to the periods on their interval, or rows joined
+//! to the period instants of a state metric. Under a memory limit, distinct counts of
+//! bucketed metrics go through the partials too, as a group-by that spills.
 
 use std::sync::Arc;
 
