@@ -342,7 +342,7 @@ async fn kpi_run(data: &Path, metrics: &Path, runs: usize) -> Result<(Vec<f64>, 
         let program = kpi::exec::prepare(&catalog, &mut db, &root, &req)
             .await
             .map_err(|e| e.to_string())?;
-        let out = kpi::exec::execute(&program, &catalog, &mut |_, _, _| {})
+        let out = kpi::exec::execute(&program, &catalog, &mut |_| {})
             .await
             .map_err(|e| e.to_string())?;
         totals.push(t0.elapsed().as_secs_f64());

@@ -194,7 +194,7 @@ async fn run_one(
         ..req.clone()
     };
     let program = exec::prepare(side.catalog, side.db, root, &req).await?;
-    let out = exec::execute(&program, side.catalog, &mut |_, _, _| {}).await?;
+    let out = exec::execute(&program, side.catalog, &mut |_| {}).await?;
     let rows = out.rows(1).map_err(RunError::Execution)?;
     // One key (the period) and one metric per row.
     Ok(rows

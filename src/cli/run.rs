@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use super::args::{ExplainArgs, RunArgs, Selection, SqlArgs};
 use super::{CliError, Exit, load_valid, print};
 use crate::diag::{SourceDb, render};
-use crate::exec::{self, ExplainOptions, RunError};
+use crate::exec::{self, ExplainOptions, Progress, RunError};
 use crate::output::{self, Format};
 use crate::source::DataRoot;
 use crate::store;
@@ -80,9 +80,28 @@ pub(crate) fn compute(
     let result = runtime().block_on(async {
         let root = locate(&query.data).await?;
         let program = exec::prepare(&catalog, &mut db, &root, &req).await?;
-        exec::execute(&program, &catalog, &mut |i, n, name| {
-            if show_progress {
-                eprint!("\r\x1b[2Kkpi: {i}/{n} {name}");
+        exec::execute(&program, &catalog, &mut |event| match event {
+            Progress::Scan {
+                index,
+                count,
+                metrics,
+            } => {
+                if show_progress {
+                    eprint!("\r\x1b[2Kkpi: {index}/{count} {metrics}");
+                }
+            }
+            Progress::Retry {
+                metrics,
+                attempt,
+                of,
+                cause,
+            } => {
+                let cause = cause.lines().next().unwrap_or_default();
+                let clear = if show_progress { "\r\x1b[2K" } else { "" };
+                eprintln!(
+                    "{clear}kpi: warning: the cluster lost an executor while computing \
+                     `{metrics}`; submitting it again (attempt {attempt} of {of}). Cause: {cause}"
+                );
             }
         })
         .await

@@ -281,7 +281,7 @@ async fn compute(
     let mut db = loaded.db.clone();
     let result = async {
         let program = exec::prepare(&loaded.catalog, &mut db, &root, req).await?;
-        exec::execute(&program, &loaded.catalog, &mut |_, _, _| {}).await
+        exec::execute(&program, &loaded.catalog, &mut |_| {}).await
     }
     .await;
     match result {

@@ -11,6 +11,8 @@
 #[cfg(feature = "cluster")]
 pub mod codec;
 #[cfg(feature = "cluster")]
+mod loss;
+#[cfg(feature = "cluster")]
 mod process;
 
 #[cfg(feature = "cluster")]
@@ -28,17 +30,19 @@ pub enum Target {
 }
 
 impl Target {
+    /// The address a failed plan's error says a connection to was refused, if any.
+    fn refused(message: &str) -> Option<&str> {
+        let rest = message.split("\"tcp connect error\", ").nth(1)?;
+        Some(rest.split(',').next().unwrap_or(rest))
+    }
+
     /// What `message`, a failed plan's error, says in plain words when it is a node of
     /// the cluster that could not be reached: `None` for any other error.
     pub fn unreachable(&self, message: &str) -> Option<String> {
         if !message.contains("tcp connect error") {
             return None;
         }
-        let at = message
-            .split("\"tcp connect error\", ")
-            .nth(1)
-            .and_then(|rest| rest.split(',').next())
-            .unwrap_or("?");
+        let at = Target::refused(message).unwrap_or("?");
         let scheduler = match self {
             Target::Remote(url) => url.as_str(),
             Target::Standalone => "in this process",
@@ -47,6 +51,25 @@ impl Target {
             "cannot reach the Ballista cluster at {at} (connection refused; scheduler \
              {scheduler}): is `kpi cluster scheduler` running there, and its executors?"
         ))
+    }
+
+    /// Whether `message`, a failed plan's error, is the cluster losing an executor while
+    /// the plan ran, so that the plan may be submitted again as a new job: kpi's
+    /// scheduler cancelled the job when it removed the executor (`loss`); a task or a
+    /// shuffle fetch failed, which fails the job at once (kpi's scheduler allows no
+    /// retry inside a job); or the results could not be fetched from an executor. A
+    /// query error, a timeout or an unreachable scheduler is not.
+    pub fn lost_executor(&self, message: &str) -> bool {
+        let Target::Remote(url) = self else {
+            return false;
+        };
+        if let Some(at) = Target::refused(message) {
+            return at != url.trim_start_matches("df://");
+        }
+        message.contains("failed: Cancelled")
+            || message.contains("has failed 1 times")
+            || message.contains("failed 1 times, fail the stage")
+            || message.contains("Shuffle fetch partition error")
     }
 }
 
@@ -102,4 +125,59 @@ pub async fn context(
 #[cfg(not(feature = "cluster"))]
 pub async fn context(_: &Target, _: SessionConfig) -> Result<SessionContext, ClusterError> {
     Err(ClusterError::NotBuilt)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Target;
+
+    fn remote() -> Target {
+        Target::Remote("df://10.0.0.1:50050".into())
+    }
+
+    /// tonic's error for a refused connection, as Ballista's client passes it on.
+    fn refused(at: &str) -> String {
+        format!(
+            "computing `revenue`: Execution(\"transport error: ConnectError(\\\"tcp connect \
+             error\\\", {at}, Os {{ code: 111, kind: ConnectionRefused }})\")"
+        )
+        .replace("\\\"tcp connect error\\\"", "\"tcp connect error\"")
+    }
+
+    #[test]
+    fn a_job_failed_by_a_lost_executor_may_be_submitted_again() {
+        let lost = [
+            "computing `revenue`: Job 7Zq failed: Cancelled",
+            "computing `mrr`: Job 7Zq failed: Stage 2 has failed 1 times, most recent failure \
+             reason: \"Shuffle fetch partition error from Executor e1, map_stage 1\"",
+            "computing `mrr`: Job 7Zq failed: Task 3 in Stage 1 failed 1 times, fail the \
+             stage, most recent failure reason: \"IoError\"",
+        ];
+        for message in lost {
+            assert!(remote().lost_executor(message), "{message}");
+            // In-process, there is no executor to lose.
+            assert!(!Target::Standalone.lost_executor(message), "{message}");
+        }
+        // Results held by an executor that no longer answers: lost too.
+        assert!(remote().lost_executor(&refused("10.0.0.2:50051")));
+    }
+
+    #[test]
+    fn a_query_error_or_an_absent_scheduler_is_not_run_again() {
+        let kept = [
+            "computing `revenue`: Job 7Zq failed: Arrow error: Parser error: Error parsing \
+             timestamp from 'x'",
+            "computing `revenue` took longer than --plan-timeout 20 s; nothing was written",
+        ];
+        for message in kept {
+            assert!(!remote().lost_executor(message), "{message}");
+        }
+        let scheduler = refused("10.0.0.1:50050");
+        assert!(!remote().lost_executor(&scheduler), "{scheduler}");
+        let named = remote().unreachable(&scheduler).unwrap();
+        assert!(
+            named.starts_with("cannot reach the Ballista cluster at 10.0.0.1:50050"),
+            "{named}"
+        );
+    }
 }

@@ -4,18 +4,19 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_process};
 use ballista_scheduler::cluster::BallistaCluster;
 use ballista_scheduler::config::{SchedulerConfig, TaskDistributionPolicy};
-use ballista_scheduler::scheduler_process::start_server;
+use ballista_scheduler::scheduler_process::{create_scheduler, start_grpc_service};
 
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 
 use super::ClusterError;
 use super::codec::{LogicalCodec, PhysicalCodec};
+use super::loss::{CancelOnLoss, Scheduler};
 use crate::store::EnvStores;
 
 /// How to start a scheduler.
@@ -74,6 +75,11 @@ pub async fn scheduler(opts: SchedulerOptions) -> Result<(), ClusterError> {
         task_distribution: TaskDistributionPolicy::RoundRobin,
         // Dead executors are looked for a few times per timeout.
         expire_dead_executor_interval_seconds: (opts.executor_timeout / 4).clamp(1, 15),
+        // A failed task or shuffle fetch fails its job instead of being run again inside
+        // it: the client submits the whole plan again (see `loss`), which Ballista 55's
+        // in-place recovery did not always get right.
+        task_max_failures: 1,
+        stage_max_failures: 1,
         override_logical_codec: Some(Arc::new(LogicalCodec::default())),
         override_physical_codec: Some(Arc::new(PhysicalCodec::default())),
         // Planning lists the files of object-store lakes too.
@@ -88,11 +94,20 @@ pub async fn scheduler(opts: SchedulerOptions) -> Result<(), ClusterError> {
         })),
         ..Default::default()
     };
-    let cluster = BallistaCluster::new_from_config(&config)
+    config.validate().map_err(ballista)?;
+    let plain = BallistaCluster::new_from_config(&config)
         .await
         .map_err(ballista)?;
+    let slot = Arc::new(OnceLock::new());
+    let guarded = CancelOnLoss::new(plain.cluster_state(), slot.clone());
+    let cluster = BallistaCluster::new(Arc::new(guarded), plain.job_state());
+    let scheduler: Scheduler = create_scheduler(cluster, Arc::new(config))
+        .await
+        .map_err(ballista)?;
+    // The state holds the scheduler it belongs to, for the life of the process.
+    let _ = slot.set(scheduler.clone());
     log::info!("kpi: Ballista scheduler listening on {}", opts.bind);
-    start_server(cluster, opts.bind, Arc::new(config))
+    start_grpc_service(opts.bind, scheduler)
         .await
         .map_err(ballista)
 }

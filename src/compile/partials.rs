@@ -197,12 +197,23 @@ pub(super) fn per_period(
         .map_err(plan_error)
 }
 
-/// Whether every period's window `[start, end)` holds exactly one interval: no bound
-/// falls inside it.
+/// Whether every period's window `[window start, end)` holds exactly one interval: no
+/// bound falls inside it.
 pub fn one_interval_each(windows: &[(Period, i64)], bounds: &[i64]) -> bool {
     windows
         .iter()
-        .all(|(p, w)| !bounds.iter().any(|b| *b > *w && *b < p.end))
+        .all(|(p, w)| no_bound_inside(bounds, *w, p.end))
+}
+
+/// Whether every period `[start, end)` itself (not its window) is one interval.
+pub fn one_interval_per_period(windows: &[(Period, i64)], bounds: &[i64]) -> bool {
+    windows
+        .iter()
+        .all(|(p, _)| no_bound_inside(bounds, p.start, p.end))
+}
+
+fn no_bound_inside(bounds: &[i64], from: i64, to: i64) -> bool {
+    !bounds.iter().any(|b| *b > from && *b < to)
 }
 
 /// Whether `aggregates` hold a `count(DISTINCT …)`. Fused with other metrics, or under a

@@ -83,9 +83,7 @@ pub fn per_anchor(
         .map_err(plan_error)?;
     // A partial is one per (interval, keys) without a distinct value, and a period of one
     // interval then has one per keys already.
-    let one_interval = windows
-        .iter()
-        .all(|(p, _)| !bounds.iter().any(|b| *b > p.start && *b < p.end));
+    let one_interval = partials::one_interval_per_period(windows, bounds);
     if !(one_interval && partials::distinct_argument(aggregates) == Some(None)) {
         anchors = anchors.distinct().map_err(plan_error)?;
     }

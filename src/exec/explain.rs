@@ -60,6 +60,22 @@ pub async fn explain(
         };
         out.push_str(&format!("── {title}: {shape}\n\n"));
         out.push_str(&format!("SQL:\n{}\n\n", sql_of(&plan)));
+        // What `execute` does first: the repeated aggregation computed once.
+        let ahead = std::time::Instant::now();
+        let plan = if i != last && p.shared_once && super::shared::first_repeated(&plan).is_some() {
+            out.push_str(
+                "Repeated: a subplan that aggregates occurs more than once here; it is \
+                 computed once first, held in memory, and read by each occurrence.\n\n",
+            );
+            if opts.analyze {
+                super::shared::computed_once(&p.ctx, plan, &title).await?
+            } else {
+                plan
+            }
+        } else {
+            plan
+        };
+        let ahead = ahead.elapsed();
         let optimized = state.optimize(&plan).map_err(|e| exec_error(&title, &e))?;
         out.push_str(&format!(
             "Optimized logical plan:\n{}\n\n",
@@ -83,7 +99,7 @@ pub async fn explain(
         let batches = datafusion::physical_plan::collect(physical.clone(), p.ctx.task_ctx())
             .await
             .map_err(|e| exec_error(&title, &e))?;
-        let took = started.elapsed();
+        let took = started.elapsed() + ahead;
         if let Some(s) = p.scans.get(i) {
             register_result(p, s, batches)?;
         }

@@ -4,7 +4,9 @@
 //!
 //! Scans run one after another, each with all of DataFusion's parallelism; their results
 //! (one row per period and dimension combination) are kept as in-memory tables that the
-//! assembly joins. `explain` builds the very same plans without running them.
+//! assembly joins. `explain` builds the very same plans without running them. Before a
+//! local scan runs, an aggregation it holds twice is computed once ([`shared`]); a scan a
+//! cluster loses an executor under is submitted again as a new job.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -30,6 +32,7 @@ use crate::validate::{Catalog, Kind, MetricId, Shift};
 
 mod explain;
 mod export;
+mod shared;
 
 pub use explain::{ExplainOptions, compiled_sql, explain};
 pub use export::{SqlDialect, export};
@@ -140,6 +143,9 @@ pub struct Program {
     pub cluster: Option<crate::cluster::Target>,
     /// How long one scan may take.
     pub plan_timeout: Option<std::time::Duration>,
+    /// Whether a subplan repeated in a scan is computed once and held in memory
+    /// ([`shared`]): on local runs without a memory limit.
+    pub shared_once: bool,
     pub calendar: Calendar,
     pub periods: Vec<Period>,
     pub dims: Vec<String>,
@@ -294,6 +300,7 @@ pub async fn prepare(
         runner,
         cluster: req.engine.cluster.clone(),
         plan_timeout: req.engine.plan_timeout,
+        shared_once: req.engine.cluster.is_none() && req.engine.memory_limit.is_none(),
         calendar,
         periods,
         dims: req.by.clone(),
@@ -612,38 +619,45 @@ async fn within<T>(
     })
 }
 
-/// Runs every scan, then the assembly. `progress` hears each scan's metrics as it starts.
+/// What a run tells its caller while it goes.
+#[derive(Debug, Clone, Copy)]
+pub enum Progress<'a> {
+    /// Scan `index` of `count`, computing `metrics`, starts.
+    Scan {
+        index: usize,
+        count: usize,
+        metrics: &'a str,
+    },
+    /// The cluster lost an executor while `metrics` ran (`cause`, its error): the scan is
+    /// submitted again, as attempt `attempt` of `of`.
+    Retry {
+        metrics: &'a str,
+        attempt: usize,
+        of: usize,
+        cause: &'a str,
+    },
+}
+
+/// How many times in all a scan is submitted to a cluster that keeps losing executors
+/// while it runs: a loss seen through a failed shuffle fetch fails one job before the
+/// scheduler removes the executor, and the next job's first task sent there removes it.
+const CLUSTER_ATTEMPTS: usize = 4;
+
+/// Runs every scan, then the assembly. `progress` hears each scan as it starts, and each
+/// scan a cluster runs again.
 pub async fn execute(
     p: &Program,
     cat: &Catalog,
-    progress: &mut dyn FnMut(usize, usize, &str),
+    progress: &mut dyn FnMut(Progress<'_>),
 ) -> Result<RunOutput, RunError> {
     for (i, scan) in p.scans.iter().enumerate() {
         let name = scan_label(scan, cat);
-        progress(i + 1, p.scans.len(), &name);
-        let batches = match within(
-            p.plan_timeout,
-            collect(&p.runner, scan.plan.clone(), &name),
-            &name,
-        )
-        .await
-        {
-            Ok(b) => b,
-            Err(RunError::Execution(msg)) => {
-                if let Some(unreachable) = p.cluster.as_ref().and_then(|t| t.unreachable(&msg)) {
-                    return Err(RunError::Execution(format!(
-                        "computing `{name}`: {unreachable}"
-                    )));
-                }
-                return Err(RunError::Execution(
-                    match bad_value(&p.ctx, &scan.plan, &p.root, &msg).await {
-                        Some(cause) => format!("computing `{name}`: {cause}"),
-                        None => format!("{msg}\n  (reading {})", sources(&scan.plan, &p.root)),
-                    },
-                ));
-            }
-            Err(other) => return Err(other),
-        };
+        progress(Progress::Scan {
+            index: i + 1,
+            count: p.scans.len(),
+            metrics: &name,
+        });
+        let batches = scan_batches(p, scan, &name, progress).await?;
         let schema = Arc::new(scan.plan.schema().as_arrow().clone());
         let table = MemTable::try_new(schema, vec![batches]).map_err(|e| exec_error(&name, &e))?;
         let _ = p.ctx.deregister_table(scan.table.as_str());
@@ -665,6 +679,58 @@ pub async fn execute(
         batches,
         units: p.units.clone(),
     })
+}
+
+/// One scan's result. On a cluster that lost an executor while the scan ran, kpi's
+/// scheduler fails the job rather than recover it in place (`cluster::loss`), and the
+/// scan is submitted again as a new job, up to [`CLUSTER_ATTEMPTS`] times in all; the
+/// plans are deterministic, so a later attempt gives an undisturbed run's bytes.
+async fn scan_batches(
+    p: &Program,
+    scan: &Scan,
+    name: &str,
+    progress: &mut dyn FnMut(Progress<'_>),
+) -> Result<Vec<RecordBatch>, RunError> {
+    let mut attempt = 1;
+    loop {
+        let run = async {
+            let plan = if p.shared_once {
+                shared::computed_once(&p.runner, scan.plan.clone(), name).await?
+            } else {
+                scan.plan.clone()
+            };
+            collect(&p.runner, plan, name).await
+        };
+        let msg = match within(p.plan_timeout, run, name).await {
+            Ok(batches) => return Ok(batches),
+            Err(RunError::Execution(msg)) => msg,
+            Err(other) => return Err(other),
+        };
+        let target = p.cluster.as_ref();
+        if attempt < CLUSTER_ATTEMPTS && target.is_some_and(|t| t.lost_executor(&msg)) {
+            attempt += 1;
+            progress(Progress::Retry {
+                metrics: name,
+                attempt,
+                of: CLUSTER_ATTEMPTS,
+                cause: &msg,
+            });
+            // The scheduler's removal of the executor lands in the meantime.
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            continue;
+        }
+        if let Some(unreachable) = target.and_then(|t| t.unreachable(&msg)) {
+            return Err(RunError::Execution(format!(
+                "computing `{name}`: {unreachable}"
+            )));
+        }
+        return Err(RunError::Execution(
+            match bad_value(&p.ctx, &scan.plan, &p.root, &msg).await {
+                Some(cause) => format!("computing `{name}`: {cause}"),
+                None => format!("{msg}\n  (reading {})", sources(&scan.plan, &p.root)),
+            },
+        ));
+    }
 }
 
 pub(crate) async fn assembly(p: &Program, cat: &Catalog) -> Result<LogicalPlan, RunError> {

@@ -105,7 +105,7 @@ async fn run_inner(
     }
     let result = async {
         let program = exec::prepare(cat, db, &root, &case.request).await?;
-        exec::execute(&program, cat, &mut |_, _, _| {}).await
+        exec::execute(&program, cat, &mut |_| {}).await
     }
     .await;
     result.map_err(|e| match e {
