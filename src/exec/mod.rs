@@ -707,7 +707,13 @@ async fn scan_batches(
             Err(other) => return Err(other),
         };
         let target = p.cluster.as_ref();
-        if attempt < CLUSTER_ATTEMPTS && target.is_some_and(|t| t.lost_executor(&msg)) {
+        if target.is_some_and(|t| t.lost_executor(&msg)) {
+            if attempt == CLUSTER_ATTEMPTS {
+                return Err(RunError::Execution(format!(
+                    "computing `{name}`: the cluster lost an executor during each of \
+                     {CLUSTER_ATTEMPTS} attempts; nothing was written. The last: {msg}"
+                )));
+            }
             attempt += 1;
             progress(Progress::Retry {
                 metrics: name,

@@ -40,8 +40,11 @@ pub async fn computed_once(
             break;
         };
         let batches = collect(ctx, sub.clone(), what).await?;
-        let held = held(&sub, batches, i, ctx.copied_config().target_partitions())
-            .map_err(|e| exec_error(what, &e))?;
+        // Batches that do not fit the logical schema (a column it says has no NULLs
+        // holds one) leave the plan to compute the subplan at each occurrence.
+        let Ok(held) = held(&sub, batches, i, ctx.copied_config().target_partitions()) else {
+            break;
+        };
         plan = plan
             .transform_down(|node| {
                 Ok(if node == sub {
