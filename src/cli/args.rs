@@ -299,6 +299,7 @@ impl EngineArgs {
                 )),
                 EngineKind::BallistaStandalone => Some(crate::cluster::Target::Standalone),
             },
+            portable: false,
         }
     }
 }

@@ -146,7 +146,8 @@ pub fn sql(args: SqlArgs, color: bool) -> Result<Exit, CliError> {
     let Some(catalog) = load_valid(&query.metrics, &mut db, color)? else {
         return Ok(Exit::Failed);
     };
-    let req = query.request(args.selection.metric_names.clone(), args.selection.compare);
+    let mut req = query.request(args.selection.metric_names.clone(), args.selection.compare);
+    req.engine.portable = true;
     let result = runtime().block_on(async {
         let root = locate(&query.data).await?;
         let program = exec::prepare(&catalog, &mut db, &root, &req).await?;

@@ -2,7 +2,7 @@
 //! trip to a Ballista scheduler (logical plans) and on to its executors (physical plans):
 //!
 //! - kpi's scalar functions. `bucket_start` holds the run's period boundaries, so it
-//!   travels with them; the others (`exact_decimal`, `hours_between`, `days_between`)
+//!   travels with them, as does `bucket_bit` with its word; the others (`exact_decimal`, `hours_between`, `days_between`)
 //!   travel by a tag. The receiver rebuilds each from these bytes, never by looking a name
 //!   up, so a scheduler or executor cannot silently use another run's boundaries.
 //! - in-memory tables (the period spine, the scans' results the assembly reads), as an
@@ -28,12 +28,13 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion_proto::logical_plan::LogicalExtensionCodec;
 use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConverterExtension};
 
-use crate::compile::bucket::BucketStart;
+use crate::compile::bucket::{BucketBit, BucketStart};
 use crate::compile::{exact, functions};
 
 /// The first byte of an encoded function: which of kpi's it is.
 const BUCKET_START: u8 = 1;
 const STATELESS: u8 = 2;
+const BUCKET_BIT: u8 = 3;
 /// The first bytes of an encoded in-memory table.
 const MEM_TABLE: &[u8] = b"kpi-mem1";
 
@@ -52,6 +53,12 @@ fn encode_udf(node: &ScalarUDF, buf: &mut Vec<u8>) {
         for b in bucket.boundaries() {
             buf.extend_from_slice(&b.to_le_bytes());
         }
+    } else if let Some(bit) = node.inner().downcast_ref::<BucketBit>() {
+        buf.push(BUCKET_BIT);
+        buf.extend_from_slice(&(bit.word() as u64).to_le_bytes());
+        for b in bit.boundaries() {
+            buf.extend_from_slice(&b.to_le_bytes());
+        }
     } else if stateless().iter().any(|f| f.name() == node.name()) {
         buf.push(STATELESS);
     }
@@ -61,20 +68,21 @@ fn encode_udf(node: &ScalarUDF, buf: &mut Vec<u8>) {
 fn decode_udf(name: &str, buf: &[u8]) -> Option<Result<Arc<ScalarUDF>>> {
     let bad = |what: &str| DataFusionError::Internal(format!("kpi codec: {what} `{name}`"));
     match buf.split_first() {
-        Some((&BUCKET_START, rest)) => {
-            if rest.len() % 8 != 0 || rest.len() < 16 {
-                return Some(Err(bad("truncated boundaries of")));
-            }
-            let boundaries: Vec<i64> = rest
-                .chunks_exact(8)
-                .map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")))
-                .collect();
-            if boundaries.windows(2).any(|w| w[0] >= w[1]) {
-                return Some(Err(bad("unsorted boundaries of")));
-            }
-            let udf = ScalarUDF::new_from_impl(BucketStart::new(boundaries));
-            Some(Ok(Arc::new(udf)))
+        Some((&BUCKET_START, rest)) => Some(
+            boundaries(rest)
+                .map(|b| Arc::new(ScalarUDF::new_from_impl(BucketStart::new(b))))
+                .map_err(|what| bad(what)),
+        ),
+        Some((&BUCKET_BIT, rest)) if rest.len() >= 8 => {
+            let (word, rest) = rest.split_at(8);
+            let word = u64::from_le_bytes(word.try_into().expect("8 bytes")) as usize;
+            Some(
+                boundaries(rest)
+                    .map(|b| Arc::new(ScalarUDF::new_from_impl(BucketBit::new(b, word))))
+                    .map_err(|what| bad(what)),
+            )
         }
+        Some((&BUCKET_BIT, _)) => Some(Err(bad("truncated word of"))),
         Some((&STATELESS, _)) => Some(
             stateless()
                 .into_iter()
@@ -84,6 +92,22 @@ fn decode_udf(name: &str, buf: &[u8]) -> Option<Result<Arc<ScalarUDF>>> {
         ),
         _ => None,
     }
+}
+
+/// Sorted, distinct boundaries (at least two) from their little-endian bytes; what is
+/// wrong with them otherwise.
+fn boundaries(bytes: &[u8]) -> std::result::Result<Vec<i64>, &'static str> {
+    if bytes.len() % 8 != 0 || bytes.len() < 16 {
+        return Err("truncated boundaries of");
+    }
+    let b: Vec<i64> = bytes
+        .chunks_exact(8)
+        .map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")))
+        .collect();
+    if b.windows(2).any(|w| w[0] >= w[1]) {
+        return Err("unsorted boundaries of");
+    }
+    Ok(b)
 }
 
 /// The batches of `table` when it is an in-memory table, as an IPC stream.
@@ -233,6 +257,19 @@ mod tests {
         let b = back.inner().downcast_ref::<BucketStart>().unwrap();
         assert_eq!(b.boundaries(), &[-5, 0, 1_000_000]);
         assert!(decode_udf("bucket_start", &buf[..9]).unwrap().is_err());
+    }
+
+    #[test]
+    fn bucket_bit_travels_with_its_word_and_boundaries() {
+        let udf = ScalarUDF::new_from_impl(BucketBit::new(vec![-5, 0, 1_000_000], 2));
+        let mut buf = Vec::new();
+        encode_udf(&udf, &mut buf);
+        assert_eq!(buf.len(), 1 + 8 + 3 * 8);
+        let back = decode_udf("bucket_bit", &buf).unwrap().unwrap();
+        let b = back.inner().downcast_ref::<BucketBit>().unwrap();
+        assert_eq!((b.word(), b.boundaries()), (2, &[-5, 0, 1_000_000][..]));
+        assert!(decode_udf("bucket_bit", &buf[..5]).unwrap().is_err());
+        assert!(decode_udf("bucket_bit", &buf[..17]).unwrap().is_err());
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub mod bucket;
 pub mod exact;
 pub mod functions;
 mod fuse;
+mod masks;
 mod partials;
 pub mod period;
 mod relation;
@@ -110,6 +111,8 @@ pub struct Engine {
     pub memory_limit: Option<usize>,
     /// Where spill files go; the system's temporary directory when `None`.
     pub spill_dir: Option<std::path::PathBuf>,
+    /// Plans only of portable SQL, as `kpi sql` exports them: no bitwise aggregates.
+    pub portable: bool,
 }
 
 /// A DataFusion session with kpi's settings and functions.

@@ -56,6 +56,8 @@ pub struct Request<'a> {
     /// Under a memory limit: plans whose every operator can spill are preferred to faster
     /// ones that hold a table in memory.
     pub bounded: bool,
+    /// For `kpi sql`: only plans of portable SQL (no bit masks).
+    pub portable: bool,
 }
 
 /// How one metric's aggregates are read back from the table its scan writes.

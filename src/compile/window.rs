@@ -1,4 +1,5 @@
 //! Plans of stages that are not fused: rows of one metric grouped by period, through
+//! each value's set of intervals for distinct counts over windows ([`super::masks`]),
 //! per-interval partials of windows ([`super::partials`]) — for a per-entity window,
 //! merged at each entity's active periods where the formula allows
 //! ([`super::running`]) — rows joined to the periods on their interval, or rows joined
@@ -17,6 +18,7 @@ use datafusion::prelude::SessionContext;
 
 use super::aggregate::aggregate_renamed;
 use super::bucket::bucket_start;
+use super::masks;
 use super::partials;
 use super::period::{Calendar, Period};
 use super::relation::Relation;
@@ -62,12 +64,31 @@ pub(super) async fn first_aggregation(
             let lo = windows.iter().map(|w| w.1).min().unwrap_or(MIN_INSTANT);
             let rows = filtered(rel, p.row_filters.clone(), t, lo, last.end)?;
             let bounds = partials::boundaries(&windows);
-            let map = partials::interval_map(ctx, &spine_name, &windows, &bounds).await?;
             let shape_of = |how: &str| match agg.window {
                 Some(w) => format!("{how} of the window ({w})"),
                 None => format!("{how} of each period's bounds"),
             };
             let rows_plan = rows.build().map_err(plan_error)?;
+            if p.period_filters.is_empty()
+                && !req.portable
+                && let Some(b) = masks::counted(
+                    ctx,
+                    &format!("{spine_name}_masks"),
+                    rows_plan.clone(),
+                    t,
+                    &bounds,
+                    &windows,
+                    keys,
+                    &aggs,
+                )
+                .await?
+            {
+                return Ok((
+                    b,
+                    shape_of("each value's set of intervals met with the set"),
+                ));
+            }
+            let map = partials::interval_map(ctx, &spine_name, &windows, &bounds).await?;
             let single = partials::one_interval_each(&windows, &bounds);
             if p.period_filters.is_empty()
                 && let Some(b) = partials::merged(

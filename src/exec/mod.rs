@@ -274,6 +274,7 @@ pub async fn prepare(
             dims: &req.by,
             filter: filter.as_ref(),
             bounded: req.engine.memory_limit.is_some(),
+            portable: req.engine.portable,
         };
         match stage::build(&ctx, root, cat, m, &r).await {
             Ok(part) => parts.push(part),
