@@ -151,6 +151,15 @@ pub(crate) fn config(engine: &Engine) -> SessionConfig {
     if let Some(n) = engine.threads {
         config = config.with_target_partitions(n.max(1));
     }
+    // A partial aggregation whose groups are more than half its rows (per (customer,
+    // interval) partials, distinct pairs of a campaign's sends) only copies its input:
+    // past that ratio the rows go straight to the final aggregation. DataFusion's 0.8
+    // kept those partials; 0.5 took the catalogue at 10M orders from 23.9-27.1 s to
+    // 21.9-25.6 s (3 interleaved rounds), byte-identical. 0.3 was slower than both.
+    config
+        .options_mut()
+        .execution
+        .skip_partial_aggregation_probe_ratio_threshold = 0.5;
     config.options_mut().sql_parser.collect_spans = true;
     config.options_mut().sql_parser.enable_ident_normalization = false;
     config
