@@ -71,7 +71,7 @@ fn decode_udf(name: &str, buf: &[u8]) -> Option<Result<Arc<ScalarUDF>>> {
         Some((&BUCKET_START, rest)) => Some(
             boundaries(rest)
                 .map(|b| Arc::new(ScalarUDF::new_from_impl(BucketStart::new(b))))
-                .map_err(|what| bad(what)),
+                .map_err(&bad),
         ),
         Some((&BUCKET_BIT, rest)) if rest.len() >= 8 => {
             let (word, rest) = rest.split_at(8);
@@ -79,7 +79,7 @@ fn decode_udf(name: &str, buf: &[u8]) -> Option<Result<Arc<ScalarUDF>>> {
             Some(
                 boundaries(rest)
                     .map(|b| Arc::new(ScalarUDF::new_from_impl(BucketBit::new(b, word))))
-                    .map_err(|what| bad(what)),
+                    .map_err(&bad),
             )
         }
         Some((&BUCKET_BIT, _)) => Some(Err(bad("truncated word of"))),
@@ -97,7 +97,7 @@ fn decode_udf(name: &str, buf: &[u8]) -> Option<Result<Arc<ScalarUDF>>> {
 /// Sorted, distinct boundaries (at least two) from their little-endian bytes; what is
 /// wrong with them otherwise.
 fn boundaries(bytes: &[u8]) -> std::result::Result<Vec<i64>, &'static str> {
-    if bytes.len() % 8 != 0 || bytes.len() < 16 {
+    if !bytes.len().is_multiple_of(8) || bytes.len() < 16 {
         return Err("truncated boundaries of");
     }
     let b: Vec<i64> = bytes
