@@ -2,9 +2,10 @@
 //! trip to a Ballista scheduler (logical plans) and on to its executors (physical plans):
 //!
 //! - kpi's scalar functions. `bucket_start` holds the run's period boundaries, so it
-//!   travels with them, as does `bucket_bit` with its word; the others (`exact_decimal`, `hours_between`, `days_between`)
-//!   travel by a tag. The receiver rebuilds each from these bytes, never by looking a name
-//!   up, so a scheduler or executor cannot silently use another run's boundaries.
+//!   travels with them, as does `bucket_bit` with its word; the others
+//!   (`exact_decimal`, `hours_between`, `days_between`) travel by a tag. The receiver
+//!   rebuilds each from these bytes, never by looking a name up, so a scheduler or
+//!   executor cannot silently use another run's boundaries.
 //! - in-memory tables (the period spine, the scans' results the assembly reads), as an
 //!   Arrow IPC stream.
 //!
@@ -50,15 +51,11 @@ fn stateless() -> Vec<ScalarUDF> {
 fn encode_udf(node: &ScalarUDF, buf: &mut Vec<u8>) {
     if let Some(bucket) = node.inner().downcast_ref::<BucketStart>() {
         buf.push(BUCKET_START);
-        for b in bucket.boundaries() {
-            buf.extend_from_slice(&b.to_le_bytes());
-        }
+        push_boundaries(buf, bucket.boundaries());
     } else if let Some(bit) = node.inner().downcast_ref::<BucketBit>() {
         buf.push(BUCKET_BIT);
         buf.extend_from_slice(&(bit.word() as u64).to_le_bytes());
-        for b in bit.boundaries() {
-            buf.extend_from_slice(&b.to_le_bytes());
-        }
+        push_boundaries(buf, bit.boundaries());
     } else if stateless().iter().any(|f| f.name() == node.name()) {
         buf.push(STATELESS);
     }
@@ -91,6 +88,13 @@ fn decode_udf(name: &str, buf: &[u8]) -> Option<Result<Arc<ScalarUDF>>> {
                 .ok_or_else(|| bad("no function")),
         ),
         _ => None,
+    }
+}
+
+/// `boundaries` as little-endian bytes, as [`boundaries`] reads them.
+fn push_boundaries(buf: &mut Vec<u8>, boundaries: &[i64]) {
+    for b in boundaries {
+        buf.extend_from_slice(&b.to_le_bytes());
     }
 }
 

@@ -28,6 +28,7 @@ use datafusion::prelude::SessionContext;
 
 use super::aggregate::{aggregate_renamed, with_filter};
 use super::bucket::{BucketBit, bucket_bit};
+use super::partials;
 use super::period::Period;
 use super::snippet::PERIOD;
 use super::stage::{START, uses_period};
@@ -163,11 +164,9 @@ async fn window_masks(
     words: usize,
 ) -> Result<LogicalPlan, Diags> {
     let mut masks = vec![vec![0i64; windows.len()]; words];
-    for (k, (p, w)) in windows.iter().enumerate() {
-        for (i, &b) in bounds[..bounds.len() - 1].iter().enumerate() {
-            if *w <= b && b < p.end {
-                masks[i / BucketBit::BITS][k] |= 1i64 << (i % BucketBit::BITS);
-            }
+    for (k, window) in windows.iter().enumerate() {
+        for (i, _) in partials::covered(bounds, window) {
+            masks[i / BucketBit::BITS][k] |= 1i64 << (i % BucketBit::BITS);
         }
     }
     let mut fields = vec![Field::new("start", utc_timestamp(), false)];

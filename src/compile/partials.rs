@@ -62,12 +62,10 @@ pub async fn interval_map(
     bounds: &[i64],
 ) -> Result<LogicalPlan, Diags> {
     let mut rows: [Vec<i64>; 5] = Default::default();
-    for (p, w) in windows {
-        for &b in &bounds[..bounds.len() - 1] {
-            if *w <= b && b < p.end {
-                for (column, v) in rows.iter_mut().zip([b, p.start, p.end, *w, p.end]) {
-                    column.push(v);
-                }
+    for window @ (p, w) in windows {
+        for (_, b) in covered(bounds, window) {
+            for (column, v) in rows.iter_mut().zip([b, p.start, p.end, *w, p.end]) {
+                column.push(v);
             }
         }
     }
@@ -82,6 +80,19 @@ pub async fn interval_map(
         .collect();
     let batch = RecordBatch::try_new(schema, columns).map_err(|e| plan_error(e.into()))?;
     super::window::period_relation(ctx, name, batch).await
+}
+
+/// The intervals among `bounds` (each named by its index and first instant) that the
+/// window `[window start, end)` of a period covers.
+pub(super) fn covered<'a>(
+    bounds: &'a [i64],
+    (p, w): &'a (Period, i64),
+) -> impl Iterator<Item = (usize, i64)> + 'a {
+    bounds[..bounds.len() - 1]
+        .iter()
+        .copied()
+        .enumerate()
+        .filter(move |&(_, b)| *w <= b && b < p.end)
 }
 
 /// `rows` joined with every period whose window holds their interval, the period's

@@ -242,35 +242,13 @@ fn distinct_counts_over_windows_come_from_each_values_set_of_intervals() {
     ] {
         assert_eq!(cell(d, k).as_deref(), Some(want), "{d} {k}: {by_kind:?}");
     }
-    let (code, out, err) = kpi_in(
-        f.dir.path(),
-        &[
-            &["explain", "--metrics", "metrics", "--data", "data"],
-            &args[..],
-        ]
-        .concat(),
-    );
+    let (code, out, err) = f.kpi("explain", &args);
     assert_eq!(code, 0, "{err}");
     assert!(
         out.contains("scan of active_7d: each value's set of intervals met with the set of the window (7 days)"),
         "{out}"
     );
-    let (code, sql, err) = kpi_in(
-        f.dir.path(),
-        &[
-            &[
-                "sql",
-                "--metrics",
-                "metrics",
-                "--data",
-                "data",
-                "--dialect",
-                "postgres",
-            ],
-            &args[..],
-        ]
-        .concat(),
-    );
+    let (code, sql, err) = f.kpi("sql", &[&["--dialect", "postgres"], &args[..]].concat());
     assert_eq!(code, 0, "{err}");
     assert!(
         !sql.contains("bit_or") && sql.contains("count(DISTINCT"),

@@ -24,24 +24,16 @@ impl Fixture {
         Fixture { dir }
     }
 
-    /// Runs `kpi run` with `args`; returns (exit code, stdout, stderr).
+    /// Runs `kpi run` with `args`, as CSV; returns (exit code, stdout, stderr).
     pub fn run(&self, args: &[&str]) -> (i32, String, String) {
-        kpi_in(
-            self.dir.path(),
-            &[
-                &[
-                    "run",
-                    "--metrics",
-                    "metrics",
-                    "--data",
-                    "data",
-                    "--format",
-                    "csv",
-                ],
-                args,
-            ]
-            .concat(),
-        )
+        self.kpi("run", &[&["--format", "csv"], args].concat())
+    }
+
+    /// Runs `kpi SUBCOMMAND` on the fixture's metrics and data with `args`; returns
+    /// (exit code, stdout, stderr).
+    pub fn kpi(&self, subcommand: &str, args: &[&str]) -> (i32, String, String) {
+        let fixture = [subcommand, "--metrics", "metrics", "--data", "data"];
+        kpi_in(self.dir.path(), &[&fixture[..], args].concat())
     }
 
     /// Runs and parses the CSV output into rows of cells, failing on a non-zero exit.
