@@ -62,17 +62,20 @@ impl ValueRow {
     }
 }
 
-/// The SQL of one metric as `kpi explain` shows it: every stage, then the assembly.
+/// The SQL of one metric as `kpi sql` plans it: every stage, then the assembly.
 async fn metric_sql(
     side: &mut Side<'_>,
     root: &DataRoot,
     req: &RunRequest,
     name: &str,
 ) -> Result<String, RunError> {
-    let req = RunRequest {
+    let mut req = RunRequest {
         metrics: vec![name.to_string()],
         ..req.clone()
     };
+    // The plan `kpi sql` exports, all of it SQL: kpi's own operators (bit masks, the
+    // timeline merge) keep part of what they compute out of the SQL.
+    req.engine.portable = true;
     let program = exec::prepare(side.catalog, side.db, root, &req).await?;
     let parts = exec::compiled_sql(&program, side.catalog).await?;
     Ok(parts
@@ -189,10 +192,13 @@ async fn run_one(
     req: &RunRequest,
     name: &str,
 ) -> Result<Vec<(String, Option<f64>)>, RunError> {
-    let req = RunRequest {
+    let mut req = RunRequest {
         metrics: vec![name.to_string()],
         ..req.clone()
     };
+    // The plan `kpi sql` exports, all of it SQL: kpi's own operators (bit masks, the
+    // timeline merge) keep part of what they compute out of the SQL.
+    req.engine.portable = true;
     let program = exec::prepare(side.catalog, side.db, root, &req).await?;
     let out = exec::execute(&program, side.catalog, &mut |_| {}).await?;
     let rows = out.rows(1).map_err(RunError::Execution)?;

@@ -29,6 +29,9 @@ mod rewrite;
 mod running;
 mod snippet;
 pub mod stage;
+mod timeline;
+
+pub use timeline::{partials_read_by, with_partials};
 mod window;
 
 use std::path::Path;

@@ -40,7 +40,7 @@ pub type ReadsBefore = Vec<bool>;
 /// each reads rows before the period. `None` when an aggregate does not merge, or its
 /// conditions on the bounds do not say whether it reads rows before the period.
 pub fn per_anchor(
-    rows: LogicalPlan,
+    rows: &LogicalPlan,
     time: &Expr,
     windows: &[(Period, i64)],
     bounds: &[i64],
@@ -49,7 +49,7 @@ pub fn per_anchor(
     aggregates: &[Expr],
 ) -> Result<Option<(LogicalPlanBuilder, ReadsBefore)>, Diags> {
     let Some((merges, level1)) =
-        partials::per_interval(&rows, time, bounds, keys, aggregates, false)?
+        partials::per_interval(rows, time, bounds, keys, aggregates, false)?
     else {
         return Ok(None);
     };
@@ -109,7 +109,7 @@ pub fn per_anchor(
         .join_on(anchors, JoinType::Inner, on)
         .and_then(|b| b.build())
         .map_err(plan_error)?;
-    Ok(partials::per_period(&rows, joined, keys, &merges, aggregates)?.map(|b| (b, before)))
+    Ok(partials::per_period(rows, joined, keys, &merges, aggregates)?.map(|b| (b, before)))
 }
 
 /// Whether a merge with conditions `period` (over [`INTERVAL`] and the bounds) reads

@@ -58,6 +58,9 @@ pub struct Request<'a> {
     pub bounded: bool,
     /// For `kpi sql`: only plans of portable SQL (no bit masks).
     pub portable: bool,
+    /// The plans run in this process, without a memory limit, and are not exported: kpi's
+    /// own operators ([`super::timeline`]) may appear in them.
+    pub in_process: bool,
 }
 
 /// How one metric's aggregates are read back from the table its scan writes.

@@ -27,6 +27,7 @@ use super::snippet::PERIOD;
 use super::stage::{
     EntityColumns, MIN_INSTANT, Request, START, StageInput, and_all, instant, register_memory,
 };
+use super::timeline;
 use super::{Diags, ident, plan_error};
 use crate::source::{UTC, utc_timestamp};
 use crate::spec::At;
@@ -86,6 +87,27 @@ pub(super) async fn first_aggregation(
                 return Ok((
                     b,
                     shape_of("each value's set of intervals met with the set"),
+                ));
+            }
+            if p.period_filters.is_empty()
+                && p.entity.is_some()
+                && req.in_process
+                && let Some(b) = timeline::merged(
+                    &rows_plan,
+                    t,
+                    &windows,
+                    &bounds,
+                    keys,
+                    &aggs,
+                    false,
+                    &format!("__timeline_{}", ident(&m.name)),
+                )?
+            {
+                return Ok((
+                    b,
+                    shape_of(
+                        "per-interval partials merged along each key's timeline over the intervals",
+                    ),
                 ));
             }
             let map = partials::interval_map(ctx, &spine_name, &windows, &bounds).await?;
@@ -204,9 +226,26 @@ pub(super) async fn entity_history(
         .map_err(plan_error)?;
     let bounds = partials::boundaries(&windows);
     let map = partials::interval_map(ctx, &spine_name(m), &windows, &bounds).await?;
-    let Some((b, before)) = running::per_anchor(rows, t, &windows, &bounds, map, keys, aggs)?
+    let Some((b, before)) = running::per_anchor(&rows, t, &windows, &bounds, map, keys, aggs)?
     else {
         return Ok(None);
+    };
+    // The same merges along each entity's timeline, where the plan runs in this process.
+    let (b, along) = match req.in_process {
+        true => match timeline::merged(
+            &rows,
+            t,
+            &windows,
+            &bounds,
+            keys,
+            aggs,
+            true,
+            &format!("__timeline_{}", ident(&m.name)),
+        )? {
+            Some(t) => (t, " along its timeline"),
+            None => (b, ""),
+        },
+        false => (b, ""),
     };
     let reads_before = |name: &String| {
         aggs.iter()
@@ -231,8 +270,8 @@ pub(super) async fn entity_history(
     Ok(Some((
         b,
         format!(
-            "per-interval partials of each {entity} merged over the window{window} of the \
-             periods it has rows in only (the formula ignores the others)"
+            "per-interval partials of each {entity} merged{along} over the window{window} of \
+             the periods it has rows in only (the formula ignores the others)"
         ),
     )))
 }

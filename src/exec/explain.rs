@@ -60,6 +60,12 @@ pub async fn explain(
         };
         out.push_str(&format!("── {title}: {shape}\n\n"));
         out.push_str(&format!("SQL:\n{}\n\n", sql_of(&plan)));
+        for (table, partials) in crate::compile::partials_read_by(&plan) {
+            out.push_str(&format!(
+                "SQL of the partials `{table}` merges along each key's timeline:\n{}\n\n",
+                sql_of(&partials)
+            ));
+        }
         // What `execute` does first: the repeated aggregation computed once.
         let ahead = std::time::Instant::now();
         let plan = if i != last && p.shared_once && super::shared::first_repeated(&plan).is_some() {
@@ -194,15 +200,17 @@ fn scan_counts(p: &Program) -> String {
     let mut counts: std::collections::BTreeMap<String, (usize, usize)> = Default::default();
     for s in &p.scans {
         let mut seen: Vec<String> = Vec::new();
-        let _ = s.plan.apply(|node| {
-            if let LogicalPlan::TableScan(t) = node {
-                let name = t.table_name.table().to_string();
-                if !name.starts_with("__") && !seen.contains(&name) {
-                    seen.push(name);
+        for plan in crate::compile::with_partials(&s.plan) {
+            let _ = plan.apply(|node| {
+                if let LogicalPlan::TableScan(t) = node {
+                    let name = t.table_name.table().to_string();
+                    if !name.starts_with("__") && !seen.contains(&name) {
+                        seen.push(name);
+                    }
                 }
-            }
-            Ok(TreeNodeRecursion::Continue)
-        });
+                Ok(TreeNodeRecursion::Continue)
+            });
+        }
         for name in seen {
             let c = counts.entry(name).or_default();
             c.0 += 1;

@@ -159,19 +159,22 @@ pub struct Program {
     pub root: DataRoot,
 }
 
-/// The tables a plan scans, subqueries included, in plan order.
+/// The tables a plan scans, subqueries and the partials of kpi's own operators
+/// included, in plan order.
 fn scanned(plan: &LogicalPlan) -> Vec<String> {
     use datafusion::common::tree_node::TreeNodeRecursion;
     let mut names: Vec<String> = Vec::new();
-    let _ = plan.apply_with_subqueries(|node| {
-        if let LogicalPlan::TableScan(scan) = node {
-            let t = scan.table_name.table().to_string();
-            if !names.contains(&t) {
-                names.push(t);
+    for plan in crate::compile::with_partials(plan) {
+        let _ = plan.apply_with_subqueries(|node| {
+            if let LogicalPlan::TableScan(scan) = node {
+                let t = scan.table_name.table().to_string();
+                if !names.contains(&t) {
+                    names.push(t);
+                }
             }
-        }
-        Ok(TreeNodeRecursion::Continue)
-    });
+            Ok(TreeNodeRecursion::Continue)
+        });
+    }
     names
 }
 
@@ -275,6 +278,9 @@ pub async fn prepare(
             filter: filter.as_ref(),
             bounded: req.engine.memory_limit.is_some(),
             portable: req.engine.portable,
+            in_process: req.engine.cluster.is_none()
+                && req.engine.memory_limit.is_none()
+                && !req.engine.portable,
         };
         match stage::build(&ctx, root, cat, m, &r).await {
             Ok(part) => parts.push(part),

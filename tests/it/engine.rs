@@ -287,6 +287,12 @@ fn a_history_per_customer_is_merged_for_the_periods_buyers_only_when_the_formula
                 "buyers_so_far.yaml",
                 &format!("{entity}entity_columns:\n  n: count(*)\nformula: count(*)\n"),
             ),
+            (
+                "quiet_buyers.yaml",
+                &format!(
+                    "{entity}entity_columns:\n  last_in: max(ordered_at) filter (where ordered_at >= $start)\nformula: count(*) filter (where last_in is null)\n"
+                ),
+            ),
         ],
         &[(
             "orders.csv",
@@ -340,6 +346,18 @@ fn a_history_per_customer_is_merged_for_the_periods_buyers_only_when_the_formula
         "previous_year",
     ]);
     assert_eq!(rows[1][..3], ["2024-02-01", "1", "0"]);
+    // Customers with a paid order up to the period's end and none in it (merged over
+    // every period: the formula counts those without rows), April without orders:
+    // Jan customer 1; Feb customer 2; Mar customer 2; Apr customers 1, 2 and 3.
+    let quiet = |extra: &[&str]| {
+        let mut args = vec!["quiet_buyers", "--from", "2024-01-01", "--to", "2024-05-01"];
+        args.extend_from_slice(extra);
+        let rows = f.rows(&args);
+        rows[1..].iter().map(|r| r[1].clone()).collect::<Vec<_>>()
+    };
+    assert_eq!(quiet(&[]), ["1", "1", "1", "3"]);
+    // The plan that joins partials to periods, kept under a memory limit, agrees.
+    assert_eq!(quiet(&["--memory-limit", "1GiB"]), ["1", "1", "1", "3"]);
     let (code, out, err) = kpi_in(
         f.dir.path(),
         &[
@@ -363,14 +381,17 @@ fn a_history_per_customer_is_merged_for_the_periods_buyers_only_when_the_formula
     };
     for m in ["won_back", "loyal_buyers", "returning_90d"] {
         assert!(
-            shape(m).contains("of the periods it has rows in only"),
+            shape(m).contains("merged along its timeline over the window")
+                && shape(m).contains("of the periods it has rows in only"),
             "{out}"
         );
     }
-    assert!(
-        shape("buyers_so_far").contains("per-interval partials merged"),
-        "{out}"
-    );
+    for m in ["buyers_so_far", "quiet_buyers"] {
+        assert!(
+            shape(m).contains("per-interval partials merged along each key's timeline"),
+            "{out}"
+        );
+    }
 }
 
 #[test]

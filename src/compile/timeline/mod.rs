@@ -1,0 +1,238 @@
+//! Per-entity windows merged along each entity's own timeline, by kpi's own operator.
+//!
+//! Merged as a plan, a per-entity window joins each (entity, interval) partial to every
+//! period whose window holds it, then groups the pairs by (period, entity): at 10M
+//! orders, won-back customers spent 4 s of their 6 s in that join and 4 s in that
+//! group-by, hashing millions of (period, customer) groups, and DataFusion's window
+//! functions, which could read each entity's partials in order, cost more still (one
+//! frame per customer). Yet an entity has few partials (a customer about four), and the
+//! periods they meet follow from their intervals alone. So [`TimelineExec`] takes the
+//! partials hash-partitioned by entity, sorts each partition by (entity, interval), and
+//! walks each entity's intervals once: each period they reach gets the partials that its
+//! window, and each aggregate's conditions on the bounds, take. The merges are
+//! DataFusion's own accumulators of the merge aggregate (`sum`, `min`, `max`), fed per
+//! output row, so the values are the bytes the join and the group-by give.
+//!
+//! The operator holds a partition's partials outside the memory pool and cannot travel
+//! to a cluster or into exported SQL, so only local runs without a memory limit use it
+//! ([`super::stage::Request::in_process`]); the others keep the plan of
+//! [`super::partials`] and [`super::running`].
+
+mod exec;
+
+pub use exec::{partials_read_by, with_partials};
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{Field, Schema};
+use datafusion::common::{Column, ScalarValue};
+use datafusion::datasource::provider_as_source;
+use datafusion::logical_expr::expr::AggregateFunction;
+use datafusion::logical_expr::{
+    AggregateUDF, BinaryExpr, Expr, ExprSchemable, LogicalPlan, LogicalPlanBuilder, Operator, col,
+};
+
+use super::partials::{self, INTERVAL};
+use super::period::Period;
+use super::snippet::PERIOD;
+use super::stage::START;
+use super::{Diags, plan_error};
+use crate::source::utc_timestamp;
+
+/// The most (merge, period, interval) triples the inclusion table may hold.
+const MOST_CELLS: usize = 16 << 20;
+
+/// The aggregates (aliased) of `rows` grouped by the period's start (`__start`) and
+/// `keys`, each merged from the per-interval partials its window and its conditions on
+/// the bounds take, as the plan of [`partials::per_interval`] merged per period gives
+/// them. With `anchored`, only the (period, keys) with a partial inside the period are
+/// output (keys with a NULL are none, as an equality join drops them); without, every
+/// (period, keys) with a partial in the period's window. `None` when an aggregate does
+/// not merge, counts distinct values, or a condition on the bounds cannot be read here.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn merged(
+    rows: &LogicalPlan,
+    time: &Expr,
+    windows: &[(Period, i64)],
+    bounds: &[i64],
+    keys: &[(String, Expr)],
+    aggregates: &[Expr],
+    anchored: bool,
+    name: &str,
+) -> Result<Option<LogicalPlanBuilder>, Diags> {
+    if partials::distinct_argument(aggregates) != Some(None) || bounds.len() < 2 {
+        return Ok(None);
+    }
+    let Some((merges, level1)) =
+        partials::per_interval(rows, time, bounds, keys, aggregates, false)?
+    else {
+        return Ok(None);
+    };
+    let intervals = bounds.len() - 1;
+    if merges.len() * windows.len() * intervals > MOST_CELLS {
+        return Ok(None);
+    }
+    let input = level1.schema().as_arrow();
+    let index = |n: &str| input.index_of(n).ok();
+    let mut specs = Vec::new();
+    let mut fields = vec![Field::new(START, utc_timestamp(), false)];
+    let mut key_columns = Vec::new();
+    for (n, _) in keys {
+        let Some(i) = index(n) else { return Ok(None) };
+        key_columns.push(i);
+        fields.push(input.field(i).clone());
+    }
+    for (m, a) in merges.iter().zip(aggregates) {
+        let Some((func, partial, out)) = merge_of(&m.merged) else {
+            return Ok(None);
+        };
+        let Some(column) = index(&partial) else {
+            return Ok(None);
+        };
+        // As in the plan, a merge must keep the type of the aggregate it stands for.
+        let merged = Expr::AggregateFunction(AggregateFunction::new_udf(
+            func.clone(),
+            vec![col(partial.as_str())],
+            false,
+            None,
+            vec![],
+            None,
+        ));
+        let (Ok(before), Ok(after)) = (
+            a.get_type(rows.schema().as_ref()),
+            merged.get_type(level1.schema().as_ref()),
+        ) else {
+            return Ok(None);
+        };
+        if before != after {
+            return Ok(None);
+        }
+        let mut include = vec![false; windows.len() * intervals];
+        for (k, window @ (p, w)) in windows.iter().enumerate() {
+            for (i, b) in partials::covered(bounds, window) {
+                let takes = match &m.period {
+                    None => true,
+                    Some(f) => match truth(f, b, p, *w) {
+                        Some(t) => t,
+                        None => return Ok(None),
+                    },
+                };
+                include[k * intervals + i] = takes;
+            }
+        }
+        fields.push(Field::new(out.as_str(), after, true));
+        specs.push(MergeSpec {
+            func,
+            column,
+            include,
+        });
+    }
+    let mut reach = vec![Vec::new(); intervals];
+    for (k, window @ (p, _)) in windows.iter().enumerate() {
+        for (i, b) in partials::covered(bounds, window) {
+            if !anchored || (p.start <= b && b < p.end) {
+                reach[i].push(k as u32);
+            }
+        }
+    }
+    let Some(interval) = index(INTERVAL) else {
+        return Ok(None);
+    };
+    let spec = Spec {
+        keys: key_columns,
+        interval,
+        bounds: bounds.to_vec(),
+        starts: windows.iter().map(|(p, _)| p.start).collect(),
+        reach,
+        merges: specs,
+        anchored,
+    };
+    let table = exec::table(level1, spec, Arc::new(Schema::new(fields.clone())));
+    let columns = fields
+        .iter()
+        .map(|f| col(Column::new(Some(name), f.name())).alias(f.name()));
+    LogicalPlanBuilder::scan(name, provider_as_source(table), None)
+        .and_then(|b| b.project(columns))
+        .map(Some)
+        .map_err(plan_error)
+}
+
+/// The merge aggregate, the partial column it reads and its output name, of a merge
+/// `func(partial) [FILTER …] AS name`.
+fn merge_of(merged: &Expr) -> Option<(Arc<AggregateUDF>, String, String)> {
+    let Expr::Alias(a) = merged else { return None };
+    let Expr::AggregateFunction(AggregateFunction { func, params }) = a.expr.as_ref() else {
+        return None;
+    };
+    match params.args.as_slice() {
+        [Expr::Column(c)] if !params.distinct && params.order_by.is_empty() => {
+            Some((func.clone(), c.name.clone(), a.name.clone()))
+        }
+        _ => None,
+    }
+}
+
+/// The value of the condition `f` (comparisons of [`INTERVAL`] with the period's bounds,
+/// under AND, OR and NOT) for the interval starting at `iv` in period `p` with window
+/// start `w`; `None` for anything else.
+fn truth(f: &Expr, iv: i64, p: &Period, w: i64) -> Option<bool> {
+    let value = |e: &Expr| match e {
+        Expr::Column(c) if c.relation.is_none() && c.name == INTERVAL => Some(iv),
+        Expr::Column(c) if c.relation.as_ref().is_some_and(|r| r.table() == PERIOD) => {
+            match c.name.as_str() {
+                "start" => Some(p.start),
+                "end" | "at" => Some(p.end),
+                "wstart" => Some(w),
+                _ => None,
+            }
+        }
+        _ => None,
+    };
+    match f {
+        Expr::BinaryExpr(BinaryExpr { left, op, right }) => match op {
+            Operator::And => Some(truth(left, iv, p, w)? && truth(right, iv, p, w)?),
+            Operator::Or => Some(truth(left, iv, p, w)? || truth(right, iv, p, w)?),
+            _ => {
+                let (l, r) = (value(left)?, value(right)?);
+                match op {
+                    Operator::Lt => Some(l < r),
+                    Operator::LtEq => Some(l <= r),
+                    Operator::Gt => Some(l > r),
+                    Operator::GtEq => Some(l >= r),
+                    Operator::Eq => Some(l == r),
+                    Operator::NotEq => Some(l != r),
+                    _ => None,
+                }
+            }
+        },
+        Expr::Not(x) => truth(x, iv, p, w).map(|t| !t),
+        Expr::Literal(ScalarValue::Boolean(Some(b)), _) => Some(*b),
+        _ => None,
+    }
+}
+
+/// What the operator computes, fixed when the plan is built.
+#[derive(Debug)]
+pub(super) struct Spec {
+    /// The key columns of the partials, in output order.
+    pub(super) keys: Vec<usize>,
+    /// The partials' interval column.
+    pub(super) interval: usize,
+    /// The interval starts (and the last end), sorted.
+    pub(super) bounds: Vec<i64>,
+    /// Each period's start, in the order of the inclusion tables.
+    pub(super) starts: Vec<i64>,
+    /// For each interval, the periods a partial of it puts a row in, ascending.
+    pub(super) reach: Vec<Vec<u32>>,
+    pub(super) merges: Vec<MergeSpec>,
+    pub(super) anchored: bool,
+}
+
+#[derive(Debug)]
+pub(super) struct MergeSpec {
+    pub(super) func: Arc<AggregateUDF>,
+    /// The partial column it merges.
+    pub(super) column: usize,
+    /// Whether period `k` takes interval `i`'s partial, at `k * intervals + i`.
+    pub(super) include: Vec<bool>,
+}
