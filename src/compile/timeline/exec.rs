@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, RecordBatch, TimestampMicrosecondArray, UInt32Array,
+    Array, ArrayRef, AsArray, BooleanArray, RecordBatch, TimestampMicrosecondArray,
 };
-use datafusion::arrow::compute::{concat_batches, take};
+use datafusion::arrow::compute::interleave;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimestampMicrosecondType};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::tree_node::TreeNodeRecursion;
@@ -213,22 +213,39 @@ impl ExecutionPlan for TimelineExec {
         let baseline = BaselineMetrics::new(&self.metrics, partition);
         let in_schema = self.input.schema();
         let schema = self.schema();
-        let batches = async move {
+        let reading = baseline.clone();
+        let merger = async move {
             let batches: Vec<RecordBatch> = input.try_collect().await?;
-            let timer = baseline.elapsed_compute().timer();
-            let out = merge_partition(&spec, &in_schema, &full, &batches)?;
+            let timer = reading.elapsed_compute().timer();
+            let merger = Merger::new(spec, in_schema, full, batches)?;
             timer.done();
-            let out = out
-                .into_iter()
-                .map(|b| {
-                    baseline.record_output(b.num_rows());
-                    b.project(&projection).map_err(DataFusionError::from)
-                })
-                .collect::<Vec<_>>();
-            baseline.done();
-            Ok::<_, DataFusionError>(futures::stream::iter(out))
+            Ok::<_, DataFusionError>(merger)
         };
-        let stream = futures::stream::once(batches).try_flatten().boxed();
+        // One output batch per poll, so that only the partials and one chunk are held.
+        let stream = futures::stream::once(merger)
+            .map_ok(move |merger| {
+                let baseline = baseline.clone();
+                let projection = projection.clone();
+                futures::stream::unfold(merger, move |mut m| {
+                    let baseline = baseline.clone();
+                    let projection = projection.clone();
+                    async move {
+                        let timer = baseline.elapsed_compute().timer();
+                        let next = m.next_batch();
+                        timer.done();
+                        let out = match next? {
+                            Ok(b) => {
+                                baseline.record_output(b.num_rows());
+                                b.project(&projection).map_err(DataFusionError::from)
+                            }
+                            Err(e) => Err(e),
+                        };
+                        Some((out, m))
+                    }
+                })
+            })
+            .try_flatten()
+            .boxed();
         Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream)))
     }
 
@@ -237,133 +254,183 @@ impl ExecutionPlan for TimelineExec {
     }
 }
 
-/// The output rows of one partition's partials.
-fn merge_partition(
-    spec: &Spec,
-    in_schema: &SchemaRef,
-    full: &SchemaRef,
-    batches: &[RecordBatch],
-) -> DfResult<Vec<RecordBatch>> {
-    let batch = concat_batches(in_schema, batches)?;
-    if batch.num_rows() == 0 {
-        return Ok(vec![]);
+/// One partition's partials, merged into output batches one chunk at a time.
+struct Merger {
+    spec: Arc<Spec>,
+    in_schema: SchemaRef,
+    full: SchemaRef,
+    batches: Vec<RecordBatch>,
+    /// The partials as (group of their keys, interval index, batch, row), sorted by
+    /// group and interval.
+    order: Vec<Partial>,
+    /// The first entry of `order` not merged yet.
+    next: usize,
+    chunk: Chunk,
+}
+
+#[derive(Clone, Copy, Default)]
+struct Partial {
+    group: u32,
+    interval: u32,
+    at: (u32, u32),
+}
+
+impl Merger {
+    fn new(
+        spec: Arc<Spec>,
+        in_schema: SchemaRef,
+        full: SchemaRef,
+        batches: Vec<RecordBatch>,
+    ) -> DfResult<Merger> {
+        let order = partials_in_order(&spec, &batches)?;
+        let chunk = Chunk::new(&spec);
+        Ok(Merger {
+            spec,
+            in_schema,
+            full,
+            batches,
+            order,
+            next: 0,
+            chunk,
+        })
     }
-    let intervals = spec.bounds.len() - 1;
-    let keys: Vec<ArrayRef> = spec.keys.iter().map(|&i| batch.column(i).clone()).collect();
-    let runs = runs_of_keys(spec, &batch, &keys)?;
-    let mut chunk = Chunk::new(spec, in_schema);
-    let mut out = Vec::new();
-    let mut periods: Vec<u32> = Vec::new();
-    for run in runs.order.chunk_by(|a, b| a.0 == b.0) {
-        let first = run[0].2;
-        // A key with a NULL matches no anchor in an equality join.
-        if spec.anchored && keys.iter().any(|c| c.is_null(first as usize)) {
-            continue;
-        }
-        periods.clear();
-        periods.extend(
-            run.iter()
-                .flat_map(|r| spec.reach[r.1 as usize].iter().copied()),
-        );
-        periods.sort_unstable();
-        periods.dedup();
-        for &k in &periods {
-            let o = chunk.starts.len();
-            chunk.starts.push(spec.starts[k as usize]);
-            chunk.key_rows.push(first);
-            let base = k as usize * intervals;
-            for (j, m) in spec.merges.iter().enumerate() {
-                let before = chunk.takes[j].len();
-                for &(_, i, r) in run {
-                    if m.include[base + i as usize] {
-                        chunk.push(j, r, o, true);
+
+    /// The next output batch: the rows of whole keys, about [`CHUNK`] of them.
+    fn next_batch(&mut self) -> Option<DfResult<RecordBatch>> {
+        let spec = self.spec.clone();
+        let intervals = spec.bounds.len() - 1;
+        let mut periods: Vec<u32> = Vec::new();
+        while self.next < self.order.len() && self.chunk.starts.len() < CHUNK {
+            let group = self.order[self.next].group;
+            let end = self.order[self.next..]
+                .iter()
+                .position(|p| p.group != group)
+                .map_or(self.order.len(), |n| self.next + n);
+            let run = &self.order[self.next..end];
+            self.next = end;
+            let first = run[0].at;
+            // A key with a NULL matches no anchor in an equality join.
+            let batch = &self.batches[first.0 as usize];
+            if spec.anchored
+                && spec
+                    .keys
+                    .iter()
+                    .any(|&k| batch.column(k).is_null(first.1 as usize))
+            {
+                continue;
+            }
+            periods.clear();
+            periods.extend(
+                run.iter()
+                    .flat_map(|p| spec.reach[p.interval as usize].iter().copied()),
+            );
+            periods.sort_unstable();
+            periods.dedup();
+            for &k in &periods {
+                let o = self.chunk.starts.len();
+                self.chunk.starts.push(spec.starts[k as usize]);
+                self.chunk.key_rows.push(first);
+                let base = k as usize * intervals;
+                for (j, m) in spec.merges.iter().enumerate() {
+                    let before = self.chunk.takes[j].len();
+                    for p in run {
+                        if m.include[base + p.interval as usize] {
+                            self.chunk.push(j, p.at, o, true);
+                        }
+                    }
+                    if self.chunk.takes[j].len() == before {
+                        // DataFusion's accumulators take a group given no row, without a
+                        // filter, as one that saw a value (their state's default), where
+                        // the merge of no partials is NULL: a row the filter drops.
+                        self.chunk.push(j, first, o, false);
                     }
                 }
-                if chunk.takes[j].len() == before {
-                    // DataFusion's accumulators take a group given no row, without a
-                    // filter, as one that saw a value (their state's default), where
-                    // the merge of no partials is NULL: a row the filter drops.
-                    chunk.push(j, first, o, false);
-                }
-            }
-            if chunk.starts.len() >= CHUNK {
-                out.push(chunk.emit(spec, &batch, full)?);
             }
         }
+        if self.chunk.starts.is_empty() {
+            return None;
+        }
+        Some(
+            self.chunk
+                .emit(&spec, &self.batches, &self.in_schema, &self.full),
+        )
     }
-    if !chunk.starts.is_empty() {
-        out.push(chunk.emit(spec, &batch, full)?);
-    }
-    Ok(out)
 }
 
-/// The partials' rows as (group of their keys, interval index, row), sorted by group
-/// and interval; rows without an interval are left out.
-struct Runs {
-    order: Vec<(u32, u32, u32)>,
-}
-
-/// The rows of `batch` grouped by `keys` as DataFusion's group-by does (NULL is a
-/// value), then placed by two counting sorts: by interval, then stably by group.
-fn runs_of_keys(spec: &Spec, batch: &RecordBatch, keys: &[ArrayRef]) -> DfResult<Runs> {
-    let fields: Vec<Field> = keys
+/// The rows of `batches` grouped by the keys as DataFusion's group-by does (NULL is a
+/// value), then placed by two counting sorts: by interval, then stably by group. Rows
+/// without an interval are left out.
+fn partials_in_order(spec: &Spec, batches: &[RecordBatch]) -> DfResult<Vec<Partial>> {
+    let Some(first) = batches.first() else {
+        return Ok(vec![]);
+    };
+    let fields: Vec<Field> = spec
+        .keys
         .iter()
         .enumerate()
-        .map(|(i, c)| Field::new(format!("k{i}"), c.data_type().clone(), true))
+        .map(|(i, &k)| Field::new(format!("k{i}"), first.column(k).data_type().clone(), true))
         .collect();
     let mut values = new_group_values(Arc::new(Schema::new(fields)), &GroupOrdering::None)?;
-    let mut groups = Vec::with_capacity(batch.num_rows());
-    values.intern(keys, &mut groups)?;
-    let ngroups = values.len();
-    let ivs = batch
-        .column(spec.interval)
-        .as_primitive_opt::<TimestampMicrosecondType>()
-        .ok_or_else(|| DataFusionError::Internal("partials' interval is not a timestamp".into()))?;
     let starts = &spec.bounds[..spec.bounds.len() - 1];
-    let mut by_interval: Vec<Vec<(u32, u32)>> = vec![Vec::new(); starts.len()];
-    for (r, g) in groups.iter().enumerate() {
-        if ivs.is_null(r) {
-            continue;
+    let mut by_interval: Vec<Vec<Partial>> = vec![Vec::new(); starts.len()];
+    let mut groups = Vec::new();
+    for (b, batch) in batches.iter().enumerate() {
+        let keys: Vec<ArrayRef> = spec.keys.iter().map(|&k| batch.column(k).clone()).collect();
+        groups.clear();
+        values.intern(&keys, &mut groups)?;
+        let ivs = batch
+            .column(spec.interval)
+            .as_primitive_opt::<TimestampMicrosecondType>()
+            .ok_or_else(|| {
+                DataFusionError::Internal("partials' interval is not a timestamp".into())
+            })?;
+        for (r, g) in groups.iter().enumerate() {
+            if ivs.is_null(r) {
+                continue;
+            }
+            let Ok(i) = starts.binary_search(&ivs.value(r)) else {
+                return internal_err!("a partial's interval {} is no bound", ivs.value(r));
+            };
+            by_interval[i].push(Partial {
+                group: *g as u32,
+                interval: i as u32,
+                at: (b as u32, r as u32),
+            });
         }
-        let Ok(i) = starts.binary_search(&ivs.value(r)) else {
-            return internal_err!("a partial's interval {} is no bound", ivs.value(r));
-        };
-        by_interval[i].push((*g as u32, r as u32));
     }
+    let ngroups = values.len();
+    drop(values);
     let mut offsets = vec![0usize; ngroups + 1];
-    for &(g, _) in by_interval.iter().flatten() {
-        offsets[g as usize + 1] += 1;
+    for p in by_interval.iter().flatten() {
+        offsets[p.group as usize + 1] += 1;
     }
     for g in 0..ngroups {
         offsets[g + 1] += offsets[g];
     }
-    let mut order = vec![(0u32, 0u32, 0u32); offsets[ngroups]];
-    for (i, rows) in by_interval.iter().enumerate() {
-        for &(g, r) in rows {
-            let at = &mut offsets[g as usize];
-            order[*at] = (g, i as u32, r);
-            *at += 1;
-        }
+    let mut order = vec![Partial::default(); offsets[ngroups]];
+    for p in by_interval.into_iter().flatten() {
+        let at = &mut offsets[p.group as usize];
+        order[*at] = p;
+        *at += 1;
     }
-    Ok(Runs { order })
+    Ok(order)
 }
 
-/// Output rows being gathered: per row its period start and the partial row of its
-/// keys; per merge, the partial rows it takes, the output row each goes to, and
+/// Output rows being gathered: per row its period start and the partial (batch, row)
+/// of its keys; per merge, the partials it takes, the output row each goes to, and
 /// whether it passes (a placeholder for an output row that takes none does not).
 struct Chunk {
     starts: Vec<i64>,
-    key_rows: Vec<u32>,
-    takes: Vec<Vec<u32>>,
+    key_rows: Vec<(u32, u32)>,
+    takes: Vec<Vec<(usize, usize)>>,
     groups: Vec<Vec<usize>>,
     passes: Vec<Vec<bool>>,
     /// Whether a row of `passes` is false.
     dropped: Vec<bool>,
-    in_schema: SchemaRef,
 }
 
 impl Chunk {
-    fn new(spec: &Spec, in_schema: &SchemaRef) -> Chunk {
+    fn new(spec: &Spec) -> Chunk {
         let n = spec.merges.len();
         Chunk {
             starts: Vec::new(),
@@ -372,14 +439,13 @@ impl Chunk {
             groups: vec![Vec::new(); n],
             passes: vec![Vec::new(); n],
             dropped: vec![false; n],
-            in_schema: in_schema.clone(),
         }
     }
 
-    /// Partial row `row` for output row `o` of merge `j`, or with `passes` false only
-    /// the output row.
-    fn push(&mut self, j: usize, row: u32, o: usize, passes: bool) {
-        self.takes[j].push(row);
+    /// Partial `at` for output row `o` of merge `j`, or with `passes` false only the
+    /// output row.
+    fn push(&mut self, j: usize, at: (u32, u32), o: usize, passes: bool) {
+        self.takes[j].push((at.0 as usize, at.1 as usize));
         self.groups[j].push(o);
         self.passes[j].push(passes);
         self.dropped[j] |= !passes;
@@ -389,7 +455,8 @@ impl Chunk {
     fn emit(
         &mut self,
         spec: &Spec,
-        batch: &RecordBatch,
+        batches: &[RecordBatch],
+        in_schema: &SchemaRef,
         full: &SchemaRef,
     ) -> DfResult<RecordBatch> {
         let n = self.starts.len();
@@ -400,17 +467,22 @@ impl Chunk {
         let mut columns: Vec<ArrayRef> = vec![Arc::new(
             TimestampMicrosecondArray::from(std::mem::take(&mut self.starts)).with_timezone_opt(tz),
         )];
-        let key_rows = UInt32Array::from(std::mem::take(&mut self.key_rows));
+        let column = |c: usize| -> Vec<&dyn Array> {
+            batches.iter().map(|b| b.column(c).as_ref()).collect()
+        };
+        let key_rows: Vec<(usize, usize)> = std::mem::take(&mut self.key_rows)
+            .into_iter()
+            .map(|(b, r)| (b as usize, r as usize))
+            .collect();
         for &k in &spec.keys {
-            columns.push(take(batch.column(k), &key_rows, None)?);
+            columns.push(interleave(&column(k), &key_rows)?);
         }
         for (j, m) in spec.merges.iter().enumerate() {
-            let rows = UInt32Array::from(std::mem::take(&mut self.takes[j]));
-            let values = take(batch.column(m.column), &rows, None)?;
+            let values = interleave(&column(m.column), &std::mem::take(&mut self.takes[j]))?;
             let groups = std::mem::take(&mut self.groups[j]);
             let passes = std::mem::take(&mut self.passes[j]);
             let filter = std::mem::take(&mut self.dropped[j]).then(|| BooleanArray::from(passes));
-            let mut acc = accumulator(m, &self.in_schema)?;
+            let mut acc = accumulator(m, in_schema)?;
             acc.update_batch(&[values], &groups, filter.as_ref(), n)?;
             columns.push(acc.evaluate(EmitTo::All)?);
         }

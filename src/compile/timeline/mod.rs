@@ -6,10 +6,11 @@
 //! group-by, hashing millions of (period, customer) groups, and DataFusion's window
 //! functions, which could read each entity's partials in order, cost more still (one
 //! frame per customer). Yet an entity has few partials (a customer about four), and the
-//! periods they meet follow from their intervals alone. So [`TimelineExec`] takes the
-//! partials hash-partitioned by entity, sorts each partition by (entity, interval), and
-//! walks each entity's intervals once: each period they reach gets the partials that its
-//! window, and each aggregate's conditions on the bounds, take. The merges are
+//! periods they meet follow from their intervals alone. So [`exec::TimelineExec`] takes
+//! the partials hash-partitioned by entity, orders each partition by (entity, interval)
+//! with two counting sorts, and walks each entity's intervals once: each period they
+//! reach gets the partials that its window, and each aggregate's conditions on the
+//! bounds, take. The merges are
 //! DataFusion's own accumulators of the merge aggregate (`sum`, `min`, `max`), fed per
 //! output row, so the values are the bytes the join and the group-by give.
 //!
@@ -107,19 +108,9 @@ pub(super) fn merged(
         if before != after {
             return Ok(None);
         }
-        let mut include = vec![false; windows.len() * intervals];
-        for (k, window @ (p, w)) in windows.iter().enumerate() {
-            for (i, b) in partials::covered(bounds, window) {
-                let takes = match &m.period {
-                    None => true,
-                    Some(f) => match truth(f, b, p, *w) {
-                        Some(t) => t,
-                        None => return Ok(None),
-                    },
-                };
-                include[k * intervals + i] = takes;
-            }
-        }
+        let Some(include) = inclusion(m.period.as_ref(), windows, bounds) else {
+            return Ok(None);
+        };
         fields.push(Field::new(out.as_str(), after, true));
         specs.push(MergeSpec {
             func,
@@ -127,14 +118,7 @@ pub(super) fn merged(
             include,
         });
     }
-    let mut reach = vec![Vec::new(); intervals];
-    for (k, window @ (p, _)) in windows.iter().enumerate() {
-        for (i, b) in partials::covered(bounds, window) {
-            if !anchored || (p.start <= b && b < p.end) {
-                reach[i].push(k as u32);
-            }
-        }
-    }
+    let reach = reach(windows, bounds, anchored);
     let Some(interval) = index(INTERVAL) else {
         return Ok(None);
     };
@@ -155,6 +139,42 @@ pub(super) fn merged(
         .and_then(|b| b.project(columns))
         .map(Some)
         .map_err(plan_error)
+}
+
+/// Whether each period takes each interval's partial into a merge with conditions
+/// `period` on the bounds, at `period index * intervals + interval index`: the
+/// intervals its window covers where the conditions hold. `None` when a condition
+/// cannot be read ([`truth`]).
+fn inclusion(
+    period: Option<&Expr>,
+    windows: &[(Period, i64)],
+    bounds: &[i64],
+) -> Option<Vec<bool>> {
+    let intervals = bounds.len() - 1;
+    let mut include = vec![false; windows.len() * intervals];
+    for (k, window @ (p, w)) in windows.iter().enumerate() {
+        for (i, b) in partials::covered(bounds, window) {
+            include[k * intervals + i] = match period {
+                None => true,
+                Some(f) => truth(f, b, p, *w)?,
+            };
+        }
+    }
+    Some(include)
+}
+
+/// For each interval, the periods a partial of it gives an output row, ascending: those
+/// whose window covers it, or with `anchored` those it lies inside.
+fn reach(windows: &[(Period, i64)], bounds: &[i64], anchored: bool) -> Vec<Vec<u32>> {
+    let mut reach = vec![Vec::new(); bounds.len() - 1];
+    for (k, window @ (p, _)) in windows.iter().enumerate() {
+        for (i, b) in partials::covered(bounds, window) {
+            if !anchored || (p.start <= b && b < p.end) {
+                reach[i].push(k as u32);
+            }
+        }
+    }
+    reach
 }
 
 /// The merge aggregate, the partial column it reads and its output name, of a merge
