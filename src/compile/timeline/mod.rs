@@ -256,3 +256,68 @@ pub(super) struct MergeSpec {
     /// Whether period `k` takes interval `i`'s partial, at `k * intervals + i`.
     pub(super) include: Vec<bool>,
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::NaiveDate;
+    use datafusion::common::Column;
+    use datafusion::logical_expr::col;
+
+    use super::{INTERVAL, PERIOD, Period, inclusion, reach};
+
+    /// Three periods of 10 units from 100, each with a window of two periods (the first
+    /// one's reaching back to 90): intervals start at 90, 100, 110 and 120.
+    fn windows() -> (Vec<(Period, i64)>, Vec<i64>) {
+        let date = NaiveDate::from_ymd_opt(2024, 1, 1).unwrap();
+        let p = |start: i64| Period {
+            date,
+            start,
+            end: start + 10,
+        };
+        let w = vec![(p(100), 90), (p(110), 100), (p(120), 110)];
+        (w, vec![90, 100, 110, 120, 130])
+    }
+
+    #[test]
+    fn a_period_takes_the_intervals_its_window_and_the_conditions_on_its_bounds_allow() {
+        let (w, bounds) = windows();
+        let before = col(INTERVAL).lt(col(Column::new(Some(PERIOD), "start")));
+        // By hand, `t < $start` in a window of two periods: only the period before.
+        let take = inclusion(Some(&before), &w, &bounds).unwrap();
+        assert_eq!(
+            take,
+            [
+                true, false, false, false, //
+                false, true, false, false, //
+                false, false, true, false,
+            ]
+        );
+        // Without a condition: the whole window, the period and the one before.
+        let all = inclusion(None, &w, &bounds).unwrap();
+        assert_eq!(
+            all,
+            [
+                true, true, false, false, //
+                false, true, true, false, //
+                false, false, true, true,
+            ]
+        );
+        // A comparison with anything but the bounds is not read here.
+        assert!(inclusion(Some(&col(INTERVAL).lt(col("other"))), &w, &bounds).is_none());
+    }
+
+    #[test]
+    fn a_partial_reaches_the_windows_holding_it_or_with_anchors_its_own_period() {
+        let (w, bounds) = windows();
+        // Interval 90 lies in the first period's window only; 110 in the second's and
+        // the third's; with anchors each interval reaches the period it lies in.
+        assert_eq!(
+            reach(&w, &bounds, false),
+            [vec![0], vec![0, 1], vec![1, 2], vec![2]]
+        );
+        assert_eq!(
+            reach(&w, &bounds, true),
+            [vec![], vec![0], vec![1], vec![2]]
+        );
+    }
+}
