@@ -192,13 +192,10 @@ async fn run_one(
     req: &RunRequest,
     name: &str,
 ) -> Result<Vec<(String, Option<f64>)>, RunError> {
-    let mut req = RunRequest {
+    let req = RunRequest {
         metrics: vec![name.to_string()],
         ..req.clone()
     };
-    // The plan `kpi sql` exports, all of it SQL: kpi's own operators (bit masks, the
-    // timeline merge) keep part of what they compute out of the SQL.
-    req.engine.portable = true;
     let program = exec::prepare(side.catalog, side.db, root, &req).await?;
     let out = exec::execute(&program, side.catalog, &mut |_| {}).await?;
     let rows = out.rows(1).map_err(RunError::Execution)?;

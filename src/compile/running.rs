@@ -25,7 +25,7 @@ use datafusion::logical_expr::{
 };
 use datafusion::optimizer::simplify_expressions::ExprSimplifier;
 
-use super::partials::{self, INTERVAL};
+use super::partials::{self, INTERVAL, Merge};
 use super::period::Period;
 use super::snippet::PERIOD;
 use super::stage::{MIN_INSTANT, instant};
@@ -34,32 +34,31 @@ use super::{Diags, plan_error};
 /// Whether each aggregate reads rows before the period (in its window), in order.
 pub type ReadsBefore = Vec<bool>;
 
+/// Whether each of `merges` reads rows of the window before the period, in order;
+/// `None` when the conditions on the bounds of one do not say.
+pub fn reads_before_each(merges: &[Merge], windows: &[(Period, i64)]) -> Option<ReadsBefore> {
+    merges
+        .iter()
+        .map(|m| reads_before(m.period.as_ref(), windows))
+        .collect()
+}
+
 /// The aggregates (aliased) of `rows` per period start and `keys`, merged from the
-/// per-interval partials (intervals cut by `bounds`; `map` the `__period` relation of
-/// [`partials::interval_map`]) for the keys with rows in each period only; with whether
-/// each reads rows before the period. `None` when an aggregate does not merge, or its
-/// conditions on the bounds do not say whether it reads rows before the period.
+/// per-interval partials `level1` (split into `merges` by [`partials::per_interval`];
+/// intervals cut by `bounds`; `map` the `__period` relation of
+/// [`partials::interval_map`]) for the keys with rows in each period only. `None` when
+/// a merge would change an aggregate's type.
+#[allow(clippy::too_many_arguments)]
 pub fn per_anchor(
     rows: &LogicalPlan,
-    time: &Expr,
+    merges: &[Merge],
+    level1: LogicalPlan,
     windows: &[(Period, i64)],
     bounds: &[i64],
     map: LogicalPlan,
     keys: &[(String, Expr)],
     aggregates: &[Expr],
-) -> Result<Option<(LogicalPlanBuilder, ReadsBefore)>, Diags> {
-    let Some((merges, level1)) =
-        partials::per_interval(rows, time, bounds, keys, aggregates, false)?
-    else {
-        return Ok(None);
-    };
-    let mut before = Vec::new();
-    for m in &merges {
-        match reads_before(m.period.as_ref(), windows) {
-            Some(b) => before.push(b),
-            None => return Ok(None),
-        }
-    }
+) -> Result<Option<LogicalPlanBuilder>, Diags> {
     let bound = |name: &str| col(Column::new(Some(PERIOD), name));
     let anchor = |key: &str| format!("__anchor_{key}");
     // The (keys, period) pairs with rows in the period: each interval inside a period
@@ -109,7 +108,7 @@ pub fn per_anchor(
         .join_on(anchors, JoinType::Inner, on)
         .and_then(|b| b.build())
         .map_err(plan_error)?;
-    Ok(partials::per_period(rows, joined, keys, &merges, aggregates)?.map(|b| (b, before)))
+    partials::per_period(rows, joined, keys, merges, aggregates)
 }
 
 /// Whether a merge with conditions `period` (over [`INTERVAL`] and the bounds) reads

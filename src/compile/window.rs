@@ -92,15 +92,18 @@ pub(super) async fn first_aggregation(
             if p.period_filters.is_empty()
                 && p.entity.is_some()
                 && req.in_process
+                && let Some((merges, level1)) =
+                    partials::per_interval(&rows_plan, t, &bounds, keys, &aggs, false)?
                 && let Some(b) = timeline::merged(
                     &rows_plan,
-                    t,
+                    &merges,
+                    level1,
                     &windows,
                     &bounds,
                     keys,
                     &aggs,
                     false,
-                    &format!("__timeline_{}", ident(&m.name)),
+                    &timeline_name(m),
                 )?
             {
                 return Ok((
@@ -197,6 +200,11 @@ fn spine_name(m: &crate::validate::Metric) -> String {
     format!("__periods_{}", ident(&m.name))
 }
 
+/// The table a metric's partials are read as, merged along each key's timeline.
+fn timeline_name(m: &crate::validate::Metric) -> String {
+    format!("__timeline_{}", ident(&m.name))
+}
+
 /// The first aggregation of a per-entity window stage made only for the entities with
 /// rows in each period, when the formula's aggregates `formula` ignore the others
 /// ([`running`]); with a short account of how. `None` when the stage has another shape
@@ -225,27 +233,39 @@ pub(super) async fn entity_history(
         .build()
         .map_err(plan_error)?;
     let bounds = partials::boundaries(&windows);
-    let map = partials::interval_map(ctx, &spine_name(m), &windows, &bounds).await?;
-    let Some((b, before)) = running::per_anchor(&rows, t, &windows, &bounds, map, keys, aggs)?
+    let Some((merges, level1)) = partials::per_interval(&rows, t, &bounds, keys, aggs, false)?
     else {
         return Ok(None);
     };
-    // The same merges along each entity's timeline, where the plan runs in this process.
-    let (b, along) = match req.in_process {
-        true => match timeline::merged(
+    let Some(before) = running::reads_before_each(&merges, &windows) else {
+        return Ok(None);
+    };
+    // Along each entity's timeline where the plan runs in this process; else joined.
+    let along = match req.in_process {
+        true => timeline::merged(
             &rows,
-            t,
+            &merges,
+            level1.clone(),
             &windows,
             &bounds,
             keys,
             aggs,
             true,
-            &format!("__timeline_{}", ident(&m.name)),
-        )? {
-            Some(t) => (t, " along its timeline"),
-            None => (b, ""),
-        },
-        false => (b, ""),
+            &timeline_name(m),
+        )?,
+        false => None,
+    };
+    let (b, along) = match along {
+        Some(b) => (b, " along its timeline"),
+        None => {
+            let map = partials::interval_map(ctx, &spine_name(m), &windows, &bounds).await?;
+            let joined =
+                running::per_anchor(&rows, &merges, level1, &windows, &bounds, map, keys, aggs)?;
+            let Some(b) = joined else {
+                return Ok(None);
+            };
+            (b, "")
+        }
     };
     let reads_before = |name: &String| {
         aggs.iter()

@@ -196,21 +196,11 @@ fn register_result(
 
 /// How many plans read each table: `orders: 3 scans (of 9 metrics)`.
 fn scan_counts(p: &Program) -> String {
-    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
     let mut counts: std::collections::BTreeMap<String, (usize, usize)> = Default::default();
     for s in &p.scans {
-        let mut seen: Vec<String> = Vec::new();
-        for plan in crate::compile::with_partials(&s.plan) {
-            let _ = plan.apply(|node| {
-                if let LogicalPlan::TableScan(t) = node {
-                    let name = t.table_name.table().to_string();
-                    if !name.starts_with("__") && !seen.contains(&name) {
-                        seen.push(name);
-                    }
-                }
-                Ok(TreeNodeRecursion::Continue)
-            });
-        }
+        let seen = super::scanned(&s.plan)
+            .into_iter()
+            .filter(|name| !name.starts_with("__"));
         for name in seen {
             let c = counts.entry(name).or_default();
             c.0 += 1;

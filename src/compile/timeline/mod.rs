@@ -33,7 +33,7 @@ use datafusion::logical_expr::{
     AggregateUDF, BinaryExpr, Expr, ExprSchemable, LogicalPlan, LogicalPlanBuilder, Operator, col,
 };
 
-use super::partials::{self, INTERVAL};
+use super::partials::{self, INTERVAL, Merge};
 use super::period::Period;
 use super::snippet::PERIOD;
 use super::stage::START;
@@ -44,16 +44,18 @@ use crate::source::utc_timestamp;
 const MOST_CELLS: usize = 16 << 20;
 
 /// The aggregates (aliased) of `rows` grouped by the period's start (`__start`) and
-/// `keys`, each merged from the per-interval partials its window and its conditions on
-/// the bounds take, as the plan of [`partials::per_interval`] merged per period gives
-/// them. With `anchored`, only the (period, keys) with a partial inside the period are
+/// `keys`, each merged from the per-interval partials `level1` (split into `merges` by
+/// [`partials::per_interval`]) that its window and its conditions on the bounds take, as
+/// the plans that join the partials to the periods give them. With `anchored`, only the (period, keys) with a partial inside the period are
 /// output (keys with a NULL are none, as an equality join drops them); without, every
 /// (period, keys) with a partial in the period's window. `None` when an aggregate does
-/// not merge, counts distinct values, or a condition on the bounds cannot be read here.
+/// not merge the same type, counts distinct values, or a condition on the bounds cannot
+/// be read here.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn merged(
     rows: &LogicalPlan,
-    time: &Expr,
+    merges: &[Merge],
+    level1: LogicalPlan,
     windows: &[(Period, i64)],
     bounds: &[i64],
     keys: &[(String, Expr)],
@@ -64,11 +66,6 @@ pub(super) fn merged(
     if partials::distinct_argument(aggregates) != Some(None) || bounds.len() < 2 {
         return Ok(None);
     }
-    let Some((merges, level1)) =
-        partials::per_interval(rows, time, bounds, keys, aggregates, false)?
-    else {
-        return Ok(None);
-    };
     let intervals = bounds.len() - 1;
     if merges.len() * windows.len() * intervals > MOST_CELLS {
         return Ok(None);
