@@ -58,8 +58,8 @@ pub struct Request<'a> {
     pub bounded: bool,
     /// For `kpi sql`: only plans of portable SQL (no bit masks).
     pub portable: bool,
-    /// The plans run in this process, without a memory limit, and are not exported: kpi's
-    /// own operators ([`super::timeline`]) may appear in them.
+    /// The plans run in this process and are not exported: kpi's own operators
+    /// ([`super::timeline`]) may appear in them.
     pub in_process: bool,
 }
 

@@ -27,7 +27,7 @@ use super::snippet::PERIOD;
 use super::stage::{
     EntityColumns, MIN_INSTANT, Request, START, StageInput, and_all, instant, register_memory,
 };
-use super::timeline;
+use super::timeline::{self, Along};
 use super::{Diags, ident, plan_error};
 use crate::source::{UTC, utc_timestamp};
 use crate::spec::At;
@@ -102,7 +102,10 @@ pub(super) async fn first_aggregation(
                     &bounds,
                     keys,
                     &aggs,
-                    false,
+                    Along {
+                        anchored: false,
+                        sorted: req.bounded,
+                    },
                     &timeline_name(m),
                 )?
             {
@@ -221,9 +224,8 @@ pub(super) async fn entity_history(
     let (Some(t), Some((entity, _)), None) = (&p.time, &p.entity, agg.at) else {
         return Ok(None);
     };
-    // Dimension values seen only outside the anchors would vanish from the output; under
-    // a memory limit the join to the anchors could not spill its table.
-    if !p.needs_period(agg) || !p.dims.is_empty() || !p.period_filters.is_empty() || req.bounded {
+    // Dimension values seen only outside the anchors would vanish from the output.
+    if !p.needs_period(agg) || !p.dims.is_empty() || !p.period_filters.is_empty() {
         return Ok(None);
     }
     let windows = windows(agg, req);
@@ -250,13 +252,18 @@ pub(super) async fn entity_history(
             &bounds,
             keys,
             aggs,
-            true,
+            Along {
+                anchored: true,
+                sorted: req.bounded,
+            },
             &timeline_name(m),
         )?,
         false => None,
     };
     let (b, along) = match along {
         Some(b) => (b, " along its timeline"),
+        // Under a memory limit the join to the anchors could not spill its table.
+        None if req.bounded => return Ok(None),
         None => {
             let map = partials::interval_map(ctx, &spine_name(m), &windows, &bounds).await?;
             let joined =

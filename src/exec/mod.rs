@@ -278,9 +278,7 @@ pub async fn prepare(
             filter: filter.as_ref(),
             bounded: req.engine.memory_limit.is_some(),
             portable: req.engine.portable,
-            in_process: req.engine.cluster.is_none()
-                && req.engine.memory_limit.is_none()
-                && !req.engine.portable,
+            in_process: req.engine.cluster.is_none() && !req.engine.portable,
         };
         match stage::build(&ctx, root, cat, m, &r).await {
             Ok(part) => parts.push(part),

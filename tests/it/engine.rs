@@ -356,7 +356,8 @@ fn a_history_per_customer_is_merged_for_the_periods_buyers_only_when_the_formula
         rows[1..].iter().map(|r| r[1].clone()).collect::<Vec<_>>()
     };
     assert_eq!(quiet(&[]), ["1", "1", "1", "3"]);
-    // The plan that joins partials to periods, kept under a memory limit, agrees.
+    // Under a memory limit the partials are read sorted by customer, in runs of whole
+    // customers: the same values.
     assert_eq!(quiet(&["--memory-limit", "1GiB"]), ["1", "1", "1", "3"]);
     let (code, out, err) = kpi_in(
         f.dir.path(),
@@ -458,13 +459,14 @@ fn a_memory_limit_spills_or_fails_naming_the_metric_and_leaves_no_file() {
     );
     assert!(!out.exists(), "no output file after a failed run");
     // Under a limit, distinct counts are grouped by their value (a group-by spills, a
-    // hash set per period does not), and per-entity windows are not joined to their
-    // anchors (a join's table does not spill either); unbounded, they are fused and
-    // anchored.
+    // hash set per period does not), and per-entity windows read their partials sorted
+    // by the entity (a sort spills); unbounded, distinct counts are fused and the
+    // partials held by partition.
     let shapes = |extra: &[&str]| {
         let args = [
             &[
                 "explain",
+                "--physical",
                 "orders_per_customer",
                 "won_back_customers",
                 "--metrics",
@@ -483,24 +485,111 @@ fn a_memory_limit_spills_or_fails_naming_the_metric_and_leaves_no_file() {
                 .unwrap_or_else(|| panic!("no scan of {m} in {out}"))
                 .to_string()
         };
-        (shape("orders_per_customer"), shape("won_back_customers"))
+        let sorted = out
+            .lines()
+            .any(|l| l.contains("TimelineExec:") && l.contains("read sorted by key"));
+        (
+            shape("orders_per_customer"),
+            shape("won_back_customers"),
+            sorted,
+        )
     };
-    let (distinct, history) = shapes(&["--memory-limit", "32MiB"]);
+    let (distinct, history, sorted) = shapes(&["--memory-limit", "32MiB"]);
     assert!(
         distinct.contains("per-interval partials merged"),
         "{distinct}"
     );
     assert!(
-        history.contains("merged over the intervals of the window (all), per customer_id"),
+        history.contains(
+            "merged along its timeline over the window (all) of the periods it has rows in only"
+        ),
         "{history}"
     );
-    let (distinct, history) = shapes(&[]);
+    assert!(
+        sorted,
+        "under a limit the timeline reads its partials sorted"
+    );
+    let (distinct, history, sorted) = shapes(&[]);
     assert!(distinct.contains("rows bucketed by month"), "{distinct}");
     assert!(
-        history.contains("of the periods it has rows in only"),
+        history.contains(
+            "merged along its timeline over the window (all) of the periods it has rows in only"
+        ),
         "{history}"
     );
+    assert!(!sorted, "unbounded, the timeline holds its partials");
     let (code, _, err) = kpi_in(dir.path(), &["run", "--memory-limit", "4 parsecs"]);
     assert_eq!(code, 2);
     assert!(err.contains("unknown size unit `parsecs`"), "{err}");
+}
+
+#[test]
+fn under_a_memory_limit_a_timeline_merges_its_partials_sorted_in_runs_of_whole_keys() {
+    // About 19K (customer, month) partials in one partition: more than one run of 8192
+    // rows, and more than the sort may hold under 16 MiB, so it spills.
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, err) = kpi_in(
+        dir.path(),
+        &[
+            "gen", "data", "--scale", "20", "--seed", "11", "--format", "parquet",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let metrics = [
+        "won_back_customers",
+        "customer_retention_rate",
+        "--threads",
+        "1",
+    ];
+    let unbounded = run_all(dir.path(), "data", &metrics);
+    let bounded = run_all(
+        dir.path(),
+        "data",
+        &[&metrics[..], &["--memory-limit", "16MiB"]].concat(),
+    );
+    // The partials held whole, which the SQL reference checks, give the same bytes.
+    assert!(bounded == unbounded, "{bounded}\n{unbounded}");
+    let repo = crate::repo("metrics");
+    let (code, out, err) = kpi_in(
+        dir.path(),
+        &[
+            &["explain", "--analyze", "--metrics", repo.to_str().unwrap()][..],
+            &[
+                "--data",
+                "data",
+                "--from",
+                "2024-01-01",
+                "--to",
+                "2026-01-01",
+            ],
+            &metrics,
+            &["--memory-limit", "16MiB"],
+        ]
+        .concat(),
+    );
+    assert_eq!(code, 0, "{err}");
+    let figure = |line: &str, name: &str| -> u64 {
+        let at = line
+            .find(&format!("{name}="))
+            .unwrap_or_else(|| panic!("{line}"));
+        let digits: String = line[at + name.len() + 1..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        digits.parse().unwrap()
+    };
+    let lines: Vec<&str> = out.lines().collect();
+    let timelines: Vec<usize> = (0..lines.len())
+        .filter(|&i| lines[i].contains("TimelineExec: output_rows"))
+        .collect();
+    assert_eq!(timelines.len(), 2, "{out}");
+    for i in timelines {
+        assert!(figure(lines[i], "runs") > 1, "{}", lines[i]);
+        // Below the operator, the sort by key it asked for.
+        let sort = lines[i..]
+            .iter()
+            .find(|l| l.contains("SortExec: output_rows"))
+            .unwrap_or_else(|| panic!("no sort below {}", lines[i]));
+        assert!(figure(sort, "spill_count") > 0, "{sort}");
+    }
 }

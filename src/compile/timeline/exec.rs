@@ -1,5 +1,6 @@
 //! The timeline operator: a table whose scan plans the partials and merges them per
-//! key, in [`TimelineExec`], one partition of keys at a time.
+//! key, in [`TimelineExec`]: a partition of keys at a time, or under a memory limit a run
+//! of whole keys of its partials sorted by key at a time.
 
 use std::fmt;
 use std::sync::Arc;
@@ -8,31 +9,38 @@ use async_trait::async_trait;
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, RecordBatch, TimestampMicrosecondArray,
 };
-use datafusion::arrow::compute::interleave;
+use datafusion::arrow::compute::{SortOptions, interleave};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimestampMicrosecondType};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{DataFusionError, Result as DfResult, internal_err};
 use datafusion::execution::TaskContext;
+use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::logical_expr::{EmitTo, Expr, GroupsAccumulator, LogicalPlan, TableType};
 use datafusion::physical_expr::aggregate::AggregateExprBuilder;
 use datafusion::physical_expr::expressions::Column as PhysicalColumn;
-use datafusion::physical_expr::{EquivalenceProperties, GroupsAccumulatorAdapter, PhysicalExpr};
+use datafusion::physical_expr::{
+    EquivalenceProperties, GroupsAccumulatorAdapter, LexRequirement, OrderingRequirements,
+    PhysicalExpr, PhysicalSortRequirement,
+};
 use datafusion::physical_plan::aggregates::group_values::new_group_values;
 use datafusion::physical_plan::aggregates::order::GroupOrdering;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
-use datafusion::physical_plan::metrics::{BaselineMetrics, ExecutionPlanMetricsSet, MetricsSet};
+use datafusion::physical_plan::metrics::{
+    BaselineMetrics, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet,
+};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, Distribution, ExecutionPlan, Partitioning, PlanProperties,
     SendableRecordBatchStream,
 };
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 
+use super::runs::{all_of, whole_keys};
 use super::{MergeSpec, Spec};
 
 /// Output rows an accumulator gathers before they are emitted as one batch.
-const CHUNK: usize = 8192;
+pub(super) const CHUNK: usize = 8192;
 
 /// The table that runs the operator over `partials` when scanned.
 pub(super) fn table(
@@ -139,12 +147,17 @@ impl DisplayAs for TimelineExec {
             .collect();
         write!(
             f,
-            "TimelineExec: periods={}, intervals={}, merges=[{}]{}",
+            "TimelineExec: periods={}, intervals={}, merges=[{}]{}{}",
             self.spec.starts.len(),
             self.spec.bounds.len() - 1,
             merges.join(", "),
-            if self.spec.anchored {
+            if self.spec.along.anchored {
                 ", at the periods each key has partials in"
+            } else {
+                ""
+            },
+            if self.spec.along.sorted {
+                ", read sorted by key, a run of whole keys at a time"
             } else {
                 ""
             }
@@ -199,59 +212,96 @@ impl ExecutionPlan for TimelineExec {
         )?))
     }
 
+    fn required_input_ordering(&self) -> Vec<Option<OrderingRequirements>> {
+        if !self.spec.along.sorted {
+            return vec![None];
+        }
+        let schema = self.input.schema();
+        let order = self
+            .spec
+            .keys
+            .iter()
+            .chain([&self.spec.interval])
+            .map(|&i| {
+                let column = Arc::new(PhysicalColumn::new(schema.field(i).name(), i));
+                PhysicalSortRequirement::new(column, Some(SortOptions::default()))
+            });
+        vec![LexRequirement::new(order).map(OrderingRequirements::new)]
+    }
+
     fn execute(
         &self,
         partition: usize,
         context: Arc<TaskContext>,
     ) -> DfResult<SendableRecordBatchStream> {
+        let reservation = MemoryConsumer::new(format!("TimelineExec[{partition}]"))
+            .register(context.memory_pool());
         let input = self.input.execute(partition, context)?;
-        let (spec, full, projection) = (
-            self.spec.clone(),
-            self.full.clone(),
-            self.projection.clone(),
-        );
         let baseline = BaselineMetrics::new(&self.metrics, partition);
-        let in_schema = self.input.schema();
-        let schema = self.schema();
-        let reading = baseline.clone();
-        let merger = async move {
-            let batches: Vec<RecordBatch> = input.try_collect().await?;
-            let timer = reading.elapsed_compute().timer();
-            let merger = Merger::new(spec, in_schema, full, batches)?;
-            timer.done();
-            Ok::<_, DataFusionError>(merger)
+        // How many runs of whole keys the partials were merged in (one when held whole).
+        let runs = MetricBuilder::new(&self.metrics).counter("runs", partition);
+        let held = match self.spec.along.sorted {
+            true => whole_keys(input, self.spec.keys.clone(), reservation),
+            false => all_of(input, reservation),
         };
-        // One output batch per poll, so that only the partials and one chunk are held.
-        let stream = futures::stream::once(merger)
-            .map_ok(move |merger| {
-                let baseline = baseline.clone();
-                let projection = projection.clone();
-                futures::stream::unfold(merger, move |mut m| {
-                    let baseline = baseline.clone();
-                    let projection = projection.clone();
-                    async move {
-                        let timer = baseline.elapsed_compute().timer();
-                        let next = m.next_batch();
-                        timer.done();
-                        let out = match next? {
-                            Ok(b) => {
-                                baseline.record_output(b.num_rows());
-                                b.project(&projection).map_err(DataFusionError::from)
-                            }
-                            Err(e) => Err(e),
-                        };
-                        Some((out, m))
+        let (spec, in_schema, full) = (self.spec.clone(), self.input.schema(), self.full.clone());
+        let projection = self.projection.clone();
+        let stream = held
+            .map(move |run| {
+                runs.add(1);
+                let timer = baseline.elapsed_compute().timer();
+                let merger = run.and_then(|run| {
+                    let m = Merger::new(spec.clone(), in_schema.clone(), full.clone(), run.batches);
+                    Ok((m?, run.held))
+                });
+                timer.done();
+                match merger {
+                    Ok((m, held)) => {
+                        merged(m, held, baseline.clone(), projection.clone()).left_stream()
                     }
-                })
+                    Err(e) => futures::stream::once(async { Err(e) }).right_stream(),
+                }
             })
-            .try_flatten()
+            .flatten()
             .boxed();
-        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream)))
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            self.schema(),
+            stream,
+        )))
     }
 
     fn metrics(&self) -> Option<MetricsSet> {
         Some(self.metrics.clone_inner())
     }
+}
+
+/// The batches `merger` gives, projected, with its time and rows in `baseline`; `held`
+/// is released when the last is taken.
+fn merged(
+    merger: Merger,
+    held: Option<MemoryReservation>,
+    baseline: BaselineMetrics,
+    projection: Vec<usize>,
+) -> impl futures::Stream<Item = DfResult<RecordBatch>> {
+    futures::stream::iter(std::iter::from_fn({
+        let mut merger = merger;
+        let mut held = held;
+        move || {
+            if merger.done() {
+                drop(held.take());
+            }
+            let timer = baseline.elapsed_compute().timer();
+            let next = merger.next_batch();
+            timer.done();
+            Some(match next? {
+                Ok(b) => {
+                    baseline.record_output(b.num_rows());
+                    b.project(&projection).map_err(DataFusionError::from)
+                }
+                Err(e) => Err(e),
+            })
+        }
+    }))
 }
 
 /// One partition's partials, merged into output batches one chunk at a time.
@@ -295,6 +345,11 @@ impl Merger {
         })
     }
 
+    /// Whether every partial has been merged and emitted.
+    fn done(&self) -> bool {
+        self.next >= self.order.len() && self.chunk.starts.is_empty()
+    }
+
     /// The next output batch: the rows of whole keys, about [`CHUNK`] of them.
     fn next_batch(&mut self) -> Option<DfResult<RecordBatch>> {
         let spec = self.spec.clone();
@@ -311,7 +366,7 @@ impl Merger {
             let first = run[0].at;
             // A key with a NULL matches no anchor in an equality join.
             let batch = &self.batches[first.0 as usize];
-            if spec.anchored
+            if spec.along.anchored
                 && spec
                     .keys
                     .iter()

@@ -14,12 +14,15 @@
 //! DataFusion's own accumulators of the merge aggregate (`sum`, `min`, `max`), fed per
 //! output row, so the values are the bytes the join and the group-by give.
 //!
-//! The operator holds a partition's partials outside the memory pool and cannot travel
-//! to a cluster or into exported SQL, so only local runs without a memory limit use it
+//! Without a memory limit the operator holds a partition's partials (counted by the
+//! pool, which is then unbounded); under one, it asks for them sorted by (keys,
+//! interval) instead, a sort that spills, and holds only a run of whole keys at a time.
+//! It cannot travel to a cluster or into exported SQL, so only local runs use it
 //! ([`super::stage::Request::in_process`]); the others keep the plan of
 //! [`super::partials`] and [`super::running`].
 
 mod exec;
+mod runs;
 
 pub use exec::{partials_read_by, with_partials};
 
@@ -46,9 +49,10 @@ const MOST_CELLS: usize = 16 << 20;
 /// The aggregates (aliased) of `rows` grouped by the period's start (`__start`) and
 /// `keys`, each merged from the per-interval partials `level1` (split into `merges` by
 /// [`partials::per_interval`]) that its window and its conditions on the bounds take, as
-/// the plans that join the partials to the periods give them. With `anchored`, only the (period, keys) with a partial inside the period are
-/// output (keys with a NULL are none, as an equality join drops them); without, every
-/// (period, keys) with a partial in the period's window. `None` when an aggregate does
+/// the plans that join the partials to the periods give them. With `along.anchored`,
+/// only the (period, keys) with a partial inside the period are output (keys with a NULL
+/// are none, as an equality join drops them); without, every (period, keys) with a
+/// partial in the period's window. `None` when an aggregate does
 /// not merge the same type, counts distinct values, or a condition on the bounds cannot
 /// be read here.
 #[allow(clippy::too_many_arguments)]
@@ -60,7 +64,7 @@ pub(super) fn merged(
     bounds: &[i64],
     keys: &[(String, Expr)],
     aggregates: &[Expr],
-    anchored: bool,
+    along: Along,
     name: &str,
 ) -> Result<Option<LogicalPlanBuilder>, Diags> {
     if partials::distinct_argument(aggregates) != Some(None) || bounds.len() < 2 {
@@ -115,7 +119,7 @@ pub(super) fn merged(
             include,
         });
     }
-    let reach = reach(windows, bounds, anchored);
+    let reach = reach(windows, bounds, along.anchored);
     let Some(interval) = index(INTERVAL) else {
         return Ok(None);
     };
@@ -126,7 +130,7 @@ pub(super) fn merged(
         starts: windows.iter().map(|(p, _)| p.start).collect(),
         reach,
         merges: specs,
-        anchored,
+        along,
     };
     let table = exec::table(level1, spec, Arc::new(Schema::new(fields.clone())));
     let columns = fields
@@ -242,7 +246,17 @@ pub(super) struct Spec {
     /// For each interval, the periods a partial of it puts a row in, ascending.
     pub(super) reach: Vec<Vec<u32>>,
     pub(super) merges: Vec<MergeSpec>,
+    pub(super) along: Along,
+}
+
+/// How a key's partials are merged, and how the operator reads them.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Along {
+    /// Only at the periods the key has partials in (the formula ignores the others).
     pub(super) anchored: bool,
+    /// The partials are read sorted by (keys, interval), and only a run of whole keys
+    /// is held at a time: for runs under a memory limit, where the sort spills.
+    pub(super) sorted: bool,
 }
 
 #[derive(Debug)]
