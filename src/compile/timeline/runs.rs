@@ -53,7 +53,6 @@ pub(super) fn whole_keys(
         keys: Vec<usize>,
         reservation: MemoryReservation,
         pending: Vec<RecordBatch>,
-        rows: usize,
         done: bool,
     }
     let size = |batches: &[RecordBatch]| -> usize {
@@ -64,7 +63,6 @@ pub(super) fn whole_keys(
         keys,
         reservation,
         pending: Vec::new(),
-        rows: 0,
         done: false,
     };
     futures::stream::unfold(state, move |mut s| async move {
@@ -83,8 +81,8 @@ pub(super) fn whole_keys(
             if let Err(e) = s.reservation.try_grow(b.get_array_memory_size()) {
                 return Some((Err(e), s));
             }
-            s.rows += b.num_rows();
-            let cut = match s.rows >= SORTED_RUN {
+            let rows: usize = s.pending.iter().map(RecordBatch::num_rows).sum();
+            let cut = match rows + b.num_rows() >= SORTED_RUN {
                 true => match last_key_starts(&b, &s.keys) {
                     Ok(cut) => cut,
                     Err(e) => return Some((Err(e), s)),
@@ -98,7 +96,6 @@ pub(super) fn whole_keys(
             }
             s.pending.push(b.slice(0, cut));
             let tail = b.slice(cut, b.num_rows() - cut);
-            s.rows = tail.num_rows();
             let batches = std::mem::replace(&mut s.pending, vec![tail]);
             return Some((
                 Ok(Run {
