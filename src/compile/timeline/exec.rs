@@ -37,6 +37,7 @@ use datafusion::physical_plan::{
 use futures::StreamExt;
 
 use super::runs::{all_of, whole_keys};
+use super::states::before_final_step;
 use super::{MergeSpec, Spec};
 
 /// Output rows an accumulator gathers before they are emitted as one batch.
@@ -83,6 +84,7 @@ impl TableProvider for Timeline {
         // The operator asks for its input partitioned by the keys, and the physical
         // optimizer, which runs over the whole plan after this scan, repartitions it.
         let input = state.create_physical_plan(&self.partials).await?;
+        let input = before_final_step(input)?;
         let projection = projection
             .cloned()
             .unwrap_or_else(|| (0..self.schema.fields().len()).collect());

@@ -23,6 +23,7 @@
 
 mod exec;
 mod runs;
+mod states;
 
 pub use exec::{partials_read_by, with_partials};
 
