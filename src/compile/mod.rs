@@ -18,6 +18,7 @@
 mod aggregate;
 pub mod assemble;
 pub mod bucket;
+mod distinct;
 pub mod exact;
 pub mod functions;
 mod fuse;
@@ -145,6 +146,8 @@ pub fn session_with(engine: &Engine) -> Result<SessionContext, String> {
         ctx.register_udf(f);
     }
     ctx.register_udf(exact::exact_decimal_udf());
+    // Local plans only: a cluster's session and exported SQL keep DataFusion's counts.
+    ctx.add_analyzer_rule(Arc::new(distinct::DistinctInBitmaps));
     Ok(ctx)
 }
 

@@ -1,0 +1,257 @@
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Int32Array, Int64Array, RecordBatch, StringArray,
+    UInt64Array,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema};
+use datafusion::datasource::MemTable;
+use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
+use datafusion::prelude::SessionContext;
+
+use super::set::DistinctGroups;
+
+/// A deterministic stream of numbers (xorshift), so the tests need no crate.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+/// Values over every regime of the sets: a few per group (short lists), thousands
+/// (bitmaps), negatives, the extremes of i64 and NULLs.
+fn values(n: usize, rng: &mut Rng) -> Vec<Option<i64>> {
+    (0..n)
+        .map(|_| match rng.next() % 10 {
+            0 => None,
+            1 => Some(i64::MIN + (rng.next() % 3) as i64),
+            2 => Some(i64::MAX - (rng.next() % 3) as i64),
+            3 => Some(-((rng.next() % 50) as i64)),
+            _ => Some((rng.next() % 20_000) as i64),
+        })
+        .collect()
+}
+
+/// Counts of `rows` (group, value) by an independent route: a BTreeSet per group.
+fn expected(rows: &[(usize, Option<i64>)], groups: usize) -> Vec<i64> {
+    let mut sets = vec![BTreeSet::new(); groups];
+    for (g, v) in rows {
+        if let Some(v) = v {
+            sets[*g].insert(*v);
+        }
+    }
+    sets.iter().map(|s| s.len() as i64).collect()
+}
+
+#[test]
+fn counts_equal_a_set_per_group_whether_updated_at_once_or_merged_from_partial_states() {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let groups = 7;
+    let vals = values(60_000, &mut rng);
+    let rows: Vec<(usize, Option<i64>)> = vals
+        .iter()
+        .map(|v| ((rng.next() % groups as u64) as usize, *v))
+        .collect();
+    // Group 6 gets three values only: it stays a short list.
+    let rows: Vec<_> = rows
+        .into_iter()
+        .map(|(g, v)| {
+            if g == 6 {
+                (6, v.map(|v| v % 3))
+            } else {
+                (g, v)
+            }
+        })
+        .collect();
+    let want = expected(&rows, groups);
+    let batch = |rows: &[(usize, Option<i64>)]| -> (Vec<ArrayRef>, Vec<usize>) {
+        let array: Int64Array = rows.iter().map(|r| r.1).collect();
+        (vec![Arc::new(array)], rows.iter().map(|r| r.0).collect())
+    };
+
+    let mut whole = DistinctGroups::new(1, false);
+    let (v, g) = batch(&rows);
+    whole.update_batch(&v, &g, None, groups).unwrap();
+    let got = whole.evaluate(EmitTo::All).unwrap();
+    assert_eq!(got.as_primitive::<Int64Type>().values().to_vec(), want);
+
+    // Three partial aggregations of thirds of the rows, merged in the final one.
+    let mut last = DistinctGroups::new(1, false);
+    for part in rows.chunks(20_000) {
+        let mut first = DistinctGroups::new(1, false);
+        let (v, g) = batch(part);
+        first.update_batch(&v, &g, None, groups).unwrap();
+        let state = first.state(EmitTo::All).unwrap();
+        let ids: Vec<usize> = (0..groups).collect();
+        last.merge_batch(&state, &ids, groups).unwrap();
+    }
+    let got = last.evaluate(EmitTo::All).unwrap();
+    assert_eq!(got.as_primitive::<Int64Type>().values().to_vec(), want);
+}
+
+#[test]
+fn a_filter_leaves_rows_out_and_emitting_the_first_groups_keeps_the_rest() {
+    let values: ArrayRef = Arc::new(Int64Array::from(vec![1, 2, 2, 3, 4, 5, 5, 6]));
+    let groups = vec![0, 0, 0, 1, 1, 2, 2, 2];
+    // Row 1 (value 2 of group 0) is filtered out, row 2 (also 2) is not; NULL drops.
+    let filter = BooleanArray::from(vec![
+        Some(true),
+        Some(false),
+        Some(true),
+        None,
+        Some(true),
+        Some(true),
+        Some(true),
+        Some(false),
+    ]);
+    let mut acc = DistinctGroups::new(1, false);
+    acc.update_batch(&[values], &groups, Some(&filter), 3)
+        .unwrap();
+    let first = acc.evaluate(EmitTo::First(2)).unwrap();
+    assert_eq!(first.as_primitive::<Int64Type>().values().to_vec(), [2, 1]);
+    let rest = acc.evaluate(EmitTo::All).unwrap();
+    assert_eq!(rest.as_primitive::<Int64Type>().values().to_vec(), [1]);
+}
+
+#[test]
+fn tuples_count_null_parts_and_values_beyond_a_keys_share_as_values_of_their_own() {
+    // (a, b) pairs: a NULL part, a negative part and one past 2^32 have no key.
+    let big = 1i64 << 40;
+    let a: Vec<Option<i64>> = vec![
+        Some(1),
+        Some(1),
+        Some(2),
+        None,
+        None,
+        Some(-1),
+        Some(-1),
+        Some(big),
+        Some(0),
+        Some(4_294_967_295),
+    ];
+    let b: Vec<Option<i64>> = vec![
+        Some(2),
+        Some(2),
+        Some(1),
+        Some(2),
+        Some(2),
+        Some(2),
+        None,
+        Some(0),
+        Some(big),
+        Some(4_294_967_295),
+    ];
+    // Independent: the distinct (a, b) with NULL as a value.
+    let want: BTreeSet<(Option<i64>, Option<i64>)> =
+        a.iter().copied().zip(b.iter().copied()).collect();
+    let arrays: Vec<ArrayRef> = vec![
+        Arc::new(Int64Array::from(a.clone())),
+        Arc::new(Int64Array::from(b.clone())),
+    ];
+    let mut whole = DistinctGroups::new(2, true);
+    whole.update_batch(&arrays, &[0; 10], None, 1).unwrap();
+    let got = whole.evaluate(EmitTo::All).unwrap();
+    assert_eq!(got.as_primitive::<Int64Type>().value(0), want.len() as i64);
+    assert_eq!(want.len(), 8);
+
+    // The same through two partial states.
+    let mut last = DistinctGroups::new(2, true);
+    for (lo, hi) in [(0, 5), (5, 10)] {
+        let mut first = DistinctGroups::new(2, true);
+        let part: Vec<ArrayRef> = arrays.iter().map(|a| a.slice(lo, hi - lo)).collect();
+        first
+            .update_batch(&part, &vec![0; hi - lo], None, 1)
+            .unwrap();
+        last.merge_batch(&first.state(EmitTo::All).unwrap(), &[0], 1)
+            .unwrap();
+    }
+    let got = last.evaluate(EmitTo::All).unwrap();
+    assert_eq!(got.as_primitive::<Int64Type>().value(0), 8);
+}
+
+/// A session with the rule and one without, over the same table.
+async fn sessions(batch: RecordBatch) -> (SessionContext, SessionContext) {
+    let with = crate::compile::session();
+    let without = SessionContext::new();
+    for ctx in [&with, &without] {
+        let table = MemTable::try_new(batch.schema(), vec![vec![batch.clone()]]).unwrap();
+        ctx.register_table("t", Arc::new(table)).unwrap();
+    }
+    (with, without)
+}
+
+async fn rows(ctx: &SessionContext, sql: &str) -> (Vec<RecordBatch>, String) {
+    let df = ctx.sql(sql).await.unwrap();
+    let plan = df
+        .clone()
+        .into_optimized_plan()
+        .unwrap()
+        .display_indent()
+        .to_string();
+    (df.collect().await.unwrap(), plan)
+}
+
+#[tokio::test]
+async fn the_rule_gives_datafusions_own_distinct_counts_and_leaves_text_alone() {
+    let mut rng = Rng(42);
+    let n = 30_000;
+    let g: Int32Array = (0..n).map(|_| Some((rng.next() % 5) as i32)).collect();
+    let a: Int64Array = values(n, &mut rng).into_iter().collect();
+    let b: UInt64Array = (0..n)
+        .map(|_| match rng.next() % 7 {
+            0 => None,
+            1 => Some(u64::MAX - rng.next() % 2),
+            _ => Some(rng.next() % 300),
+        })
+        .collect();
+    let kind: StringArray = (0..n)
+        .map(|_| {
+            Some(if rng.next().is_multiple_of(3) {
+                "x"
+            } else {
+                "y"
+            })
+        })
+        .collect();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("g", DataType::Int32, false),
+        Field::new("a", DataType::Int64, true),
+        Field::new("b", DataType::UInt64, true),
+        Field::new("kind", DataType::Utf8, false),
+    ]));
+    let columns: Vec<ArrayRef> = vec![Arc::new(g), Arc::new(a), Arc::new(b), Arc::new(kind)];
+    let batch = RecordBatch::try_new(schema, columns).unwrap();
+    let (with, without) = sessions(batch).await;
+    let sql = "SELECT g, count(DISTINCT a) AS da, count(DISTINCT b) FILTER (WHERE kind = 'x') AS db, \
+               count(DISTINCT concat(a, '/', b)) AS pairs, \
+               count(DISTINCT concat('<', b, ', ', a, '>')) FILTER (WHERE kind = 'y') AS tagged, \
+               count(DISTINCT concat(a, b)) AS glued, count(DISTINCT concat(a, '1', b)) AS digit, \
+               count(DISTINCT kind) AS kinds, count(DISTINCT kind) FILTER (WHERE a > 0) AS pos \
+               FROM t GROUP BY g ORDER BY g";
+    let (got, plan) = rows(&with, sql).await;
+    let (want, reference) = rows(&without, sql).await;
+    assert_eq!(got, want);
+    // The integers and both separated pairs are counted in bitmaps; the glued pair, the
+    // pair split by a digit and the text keep DataFusion's count.
+    assert_eq!(plan.matches("distinct_count(").count(), 2, "{plan}");
+    assert!(plan.contains("count(DISTINCT t.kind)"), "{plan}");
+    assert_eq!(plan.matches("distinct_tuples(").count(), 2, "{plan}");
+    let aggregate = plan
+        .lines()
+        .find(|l| l.trim_start().starts_with("Aggregate:"))
+        .unwrap();
+    let kept = aggregate.matches("count(DISTINCT").count()
+        - aggregate.matches("AS count(DISTINCT").count();
+    assert_eq!(kept, 4, "{aggregate}");
+    assert!(!reference.contains("distinct_"), "{reference}");
+    // And without GROUP BY, where DataFusion uses a plain accumulator.
+    let total =
+        "SELECT count(DISTINCT a), count(DISTINCT concat(a, '/', b)), count(DISTINCT kind) FROM t";
+    assert_eq!(rows(&with, total).await.0, rows(&without, total).await.0);
+}
