@@ -11,7 +11,9 @@
 //!
 //! Only a stage whose aggregates are all distinct counts of one value, without
 //! conditions on the period's bounds, takes this shape; `kpi sql` never does, as
-//! `bit_or` and `&` are not portable SQL.
+//! `bit_or` and `&` are not portable SQL. A local run counts integers (and tuples of
+//! them) from a set of values per interval instead ([`super::partials::Distinct`]),
+//! which needs no row per value; this shape is left to text.
 
 use std::sync::Arc;
 

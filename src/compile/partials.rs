@@ -20,17 +20,19 @@ use datafusion::arrow::array::{ArrayRef, TimestampMicrosecondArray};
 use datafusion::arrow::datatypes::{Field, Schema};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
-use datafusion::common::{Column, JoinType};
+use datafusion::common::{Column, DFSchema, JoinType};
 use datafusion::functions_aggregate::expr_fn::{count, count_distinct, max, min, sum};
-use datafusion::logical_expr::expr::AggregateFunction;
+use datafusion::logical_expr::expr::{AggregateFunction, AggregateFunctionParams};
 use datafusion::logical_expr::utils::split_conjunction;
 use datafusion::logical_expr::{
-    BinaryExpr, Expr, ExprSchemable, LogicalPlan, LogicalPlanBuilder, Operator, col, lit,
+    AggregateUDF, BinaryExpr, Expr, ExprSchemable, LogicalPlan, LogicalPlanBuilder, Operator, col,
+    lit,
 };
 use datafusion::prelude::SessionContext;
 
 use super::aggregate::{aggregate_renamed, with_filter};
 use super::bucket::bucket_start;
+use super::distinct;
 use super::period::Period;
 use super::snippet::PERIOD;
 use super::stage::{START, and_all, uses_period};
@@ -124,19 +126,32 @@ pub(super) struct Merge {
     pub(super) period: Option<Expr>,
 }
 
+/// How a `count(DISTINCT x)` is split into per-interval partials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Distinct {
+    /// Each value is a key of the partials, and each period counts the values of its
+    /// intervals' partials; `single` says every period's window is one interval
+    /// ([`one_interval_each`]), where those values are distinct already.
+    AsKeys { single: bool },
+    /// Each interval's values are one set (a bitmap, for integers), and each period
+    /// counts the union of its intervals' sets: the partials are one row per interval
+    /// instead of one per (interval, value). Only for counts that [`distinct::in_keys`]
+    /// takes, in the local session, which has the sets' aggregates.
+    InSets,
+}
+
 /// `aggregates` (aliased) of `rows` grouped by the period's start and `keys`, merged
-/// from per-interval partials; `None` when some aggregate does not merge. `single` says
-/// every period's window is one interval ([`one_interval_each`]).
+/// from per-interval partials; `None` when some aggregate does not merge.
 pub fn merged(
     rows: LogicalPlan,
     time: &Expr,
     bounds: &[i64],
-    single: bool,
+    distinct: Distinct,
     map: LogicalPlan,
     keys: &[(String, Expr)],
     aggregates: &[Expr],
 ) -> Result<Option<LogicalPlanBuilder>, Diags> {
-    let Some((merges, level1)) = per_interval(&rows, time, bounds, keys, aggregates, single)?
+    let Some((merges, level1)) = per_interval(&rows, time, bounds, keys, aggregates, distinct)?
     else {
         return Ok(None);
     };
@@ -152,29 +167,33 @@ pub fn merged(
 }
 
 /// `aggregates` split into partials and their merges, and the partials of `rows` grouped
-/// by interval ([`INTERVAL`]), `keys` and the distinct value; `None` when some aggregate
-/// does not merge. With `single`, each period merges one interval.
+/// by interval ([`INTERVAL`]), `keys` and, counted [`Distinct::AsKeys`], the distinct
+/// value; `None` when some aggregate does not merge.
 pub(super) fn per_interval(
     rows: &LogicalPlan,
     time: &Expr,
     bounds: &[i64],
     keys: &[(String, Expr)],
     aggregates: &[Expr],
-    single: bool,
+    distinct: Distinct,
 ) -> Result<Option<(Vec<Merge>, LogicalPlan)>, Diags> {
-    let Some(distinct) = distinct_argument(aggregates) else {
-        return Ok(None);
+    let value = match distinct {
+        Distinct::AsKeys { .. } => match distinct_argument(aggregates) {
+            Some(value) => value,
+            None => return Ok(None),
+        },
+        Distinct::InSets => None,
     };
     let mut merges = Vec::new();
     for (j, a) in aggregates.iter().enumerate() {
-        match split(a, time, j, single) {
+        match split(a, time, j, distinct, rows.schema())? {
             Some(m) => merges.push(m),
             None => return Ok(None),
         }
     }
     let mut group = vec![bucket_start(time.clone(), bounds.to_vec()).alias(INTERVAL)];
     group.extend(keys.iter().map(|(n, e)| e.clone().alias(n.as_str())));
-    group.extend(distinct.map(|d| d.alias(DISTINCT)));
+    group.extend(value.map(|d| d.alias(DISTINCT)));
     let partials: Vec<Expr> = merges.iter().flat_map(|m| m.partials.clone()).collect();
     let level1 = aggregate_renamed(LogicalPlanBuilder::from(rows.clone()), group, partials)
         .and_then(|b| b.build())
@@ -264,17 +283,80 @@ fn unalias(e: &Expr) -> (&Expr, Option<&str>) {
     }
 }
 
-/// Splits aggregate `a` (the `j`th) into partials and their merge.
-fn split(a: &Expr, time: &Expr, j: usize, single: bool) -> Option<Merge> {
+/// Splits aggregate `a` (the `j`th) of rows of `schema` into partials and their merge.
+fn split(
+    a: &Expr,
+    time: &Expr,
+    j: usize,
+    distinct: Distinct,
+    schema: &DFSchema,
+) -> Result<Option<Merge>, Diags> {
     let (inner, name) = unalias(a);
-    let name = name?.to_string();
+    let Some(name) = name else {
+        return Ok(None);
+    };
     let Expr::AggregateFunction(AggregateFunction { func, params }) = inner else {
-        return None;
+        return Ok(None);
     };
     if !params.order_by.is_empty() || params.null_treatment.is_some() {
-        return None;
+        return Ok(None);
     }
-    let (row_filter, period_filter) = split_filter(params.filter.as_deref(), time)?;
+    let Some((row_filter, period_filter)) = split_filter(params.filter.as_deref(), time) else {
+        return Ok(None);
+    };
+    if let (true, Distinct::InSets, [arg]) = (params.distinct, distinct, params.args.as_slice()) {
+        let Some((args, tuple)) = distinct::in_keys(arg, schema).map_err(plan_error)? else {
+            return Ok(None);
+        };
+        let p = format!("__p{j}");
+        let set = Expr::AggregateFunction(AggregateFunction::new_udf(
+            Arc::new(distinct::distinct_set_udaf(tuple)),
+            args,
+            false,
+            row_filter.map(Box::new),
+            vec![],
+            None,
+        ));
+        let union = Expr::AggregateFunction(AggregateFunction::new_udf(
+            Arc::new(distinct::distinct_union_udaf()),
+            vec![col(p.as_str())],
+            false,
+            period_filter.clone().map(Box::new),
+            vec![],
+            None,
+        ));
+        return Ok(Some(Merge {
+            partials: vec![set.alias(p.as_str())],
+            merged: union.alias(name),
+            period: period_filter,
+        }));
+    }
+    if params.distinct && distinct == Distinct::InSets {
+        return Ok(None);
+    }
+    let single = matches!(distinct, Distinct::AsKeys { single: true });
+    Ok(split_merging(
+        func,
+        params,
+        name.to_string(),
+        j,
+        single,
+        row_filter,
+        period_filter,
+    ))
+}
+
+/// Splits an aggregate `func(params)` that merges itself (a distinct count by value)
+/// into partials and their merge.
+fn split_merging(
+    func: &Arc<AggregateUDF>,
+    params: &AggregateFunctionParams,
+    name: String,
+    j: usize,
+    single: bool,
+    row_filter: Option<Expr>,
+    period_filter: Option<Expr>,
+) -> Option<Merge> {
     let p = format!("__p{j}");
     let with_row = |e: Expr| match &row_filter {
         Some(f) => Some(with_filter(&e, f)),

@@ -19,7 +19,7 @@ use datafusion::prelude::SessionContext;
 use super::aggregate::aggregate_renamed;
 use super::bucket::bucket_start;
 use super::masks;
-use super::partials;
+use super::partials::{self, Distinct};
 use super::period::{Calendar, Period};
 use super::relation::Relation;
 use super::running;
@@ -40,146 +40,201 @@ pub(super) async fn first_aggregation(
     keys: &[(String, Expr)],
     aggs: Vec<Expr>,
 ) -> Result<(LogicalPlanBuilder, String), Diags> {
-    let (ctx, m, agg, p) = (input.ctx, input.metric, input.agg, input.planned);
+    let (agg, p) = (input.agg, input.planned);
     let (rel, req) = (input.rel, input.req);
     let cal = req.calendar;
-    let mut group: Vec<Expr> = vec![];
-    let group_keys = |start: Expr, group: &mut Vec<Expr>| {
-        group.push(start.alias(START));
-        group.extend(keys.iter().map(|(n, e)| e.clone().alias(n.as_str())));
-    };
     let first = req.periods.first().expect("at least one period");
     let last = req.periods.last().expect("at least one period");
     if !p.needs_period(agg) && !spillable_distinct(input, &aggs) {
         // Bucketed, per entity.
         let t = p.time.clone().expect("bucketed stages have a time");
         let rows = filtered(rel, p.row_filters.clone(), &t, first.start, last.end)?;
-        group_keys(period_bucket(t, cal, first.start, last.end), &mut group);
+        let group = grouped(period_bucket(t, cal, first.start, last.end), keys);
         let b = aggregate_renamed(rows, group, aggs).map_err(plan_error)?;
         return Ok((b, format!("rows bucketed by {}", cal.grain)));
     }
     let windows = windows(agg, req);
-    let spine_name = spine_name(m);
     match (&p.time, agg.at) {
         (Some(t), None) if p.period_filters.iter().all(|f| !uses_period_beyond(f, t)) => {
-            let lo = windows.iter().map(|w| w.1).min().unwrap_or(MIN_INSTANT);
-            let rows = filtered(rel, p.row_filters.clone(), t, lo, last.end)?;
-            let bounds = partials::boundaries(&windows);
-            let shape_of = |how: &str| match agg.window {
-                Some(w) => format!("{how} of the window ({w})"),
-                None => format!("{how} of each period's bounds"),
-            };
-            let rows_plan = rows.build().map_err(plan_error)?;
-            if p.period_filters.is_empty()
-                && !req.portable
-                && let Some(b) = masks::counted(
-                    ctx,
-                    &format!("{spine_name}_masks"),
-                    rows_plan.clone(),
-                    t,
-                    &bounds,
-                    &windows,
-                    keys,
-                    &aggs,
-                )
-                .await?
-            {
-                return Ok((
-                    b,
-                    shape_of("each value's set of intervals met with the set"),
-                ));
-            }
-            if p.period_filters.is_empty()
-                && p.entity.is_some()
-                && req.in_process
-                && let Some((merges, level1)) =
-                    partials::per_interval(&rows_plan, t, &bounds, keys, &aggs, false)?
-                && let Some(b) = timeline::merged(
-                    &rows_plan,
-                    &merges,
-                    level1,
-                    &windows,
-                    &bounds,
-                    keys,
-                    &aggs,
-                    Along {
-                        anchored: false,
-                        sorted: req.bounded,
-                    },
-                    &timeline_name(m),
-                )?
-            {
-                return Ok((
-                    b,
-                    shape_of(
-                        "per-interval partials merged along each key's timeline over the intervals",
-                    ),
-                ));
-            }
-            let map = partials::interval_map(ctx, &spine_name, &windows, &bounds).await?;
-            let single = partials::one_interval_each(&windows, &bounds);
-            if p.period_filters.is_empty()
-                && let Some(b) = partials::merged(
-                    rows_plan.clone(),
-                    t,
-                    &bounds,
-                    single,
-                    map.clone(),
-                    keys,
-                    &aggs,
-                )?
-            {
-                return Ok((
-                    b,
-                    shape_of("per-interval partials merged over the intervals"),
-                ));
-            }
-            let joined = partials::rows_per_period(rows_plan, t, &bounds, map, &p.period_filters)?;
-            group_keys(col(Column::new(Some(PERIOD), "start")), &mut group);
-            let b = aggregate_renamed(joined, group, aggs).map_err(plan_error)?;
-            Ok((
-                b,
-                shape_of(
-                    "rows joined on their interval to every period (no partials: an aggregate that does not merge)",
-                ),
-            ))
+            over_windows(input, keys, aggs, t, &windows).await
         }
-        _ => {
-            // State at an instant, or filters comparing other columns with the bounds.
-            let spine = spine(ctx, &spine_name, &windows, agg.at).await?;
-            let mut preds = p.row_filters.clone();
-            let mut cond = p.period_filters.clone();
-            if let Some(t) = &p.time {
-                let lo = windows.iter().map(|w| w.1).min().unwrap_or(MIN_INSTANT);
-                if lo > MIN_INSTANT {
-                    preds.push(t.clone().gt_eq(instant(lo)));
-                }
-                preds.push(t.clone().lt(instant(last.end)));
-                cond.push(t.clone().gt_eq(col(Column::new(Some(PERIOD), "wstart"))));
-                cond.push(t.clone().lt(col(Column::new(Some(PERIOD), "end"))));
-            }
-            cond.extend(p.active.clone());
-            let mut rows = LogicalPlanBuilder::from(rel.plan.clone());
-            if let Some(pr) = and_all(preds) {
-                rows = rows.filter(pr).map_err(plan_error)?;
-            }
-            let on = and_all(cond).unwrap_or(lit(true));
-            let rows = rows
-                .join_on(spine, JoinType::Inner, vec![on])
-                .map_err(plan_error)?;
-            group_keys(col(Column::new(Some(PERIOD), "start")), &mut group);
-            let b = aggregate_renamed(rows, group, aggs).map_err(plan_error)?;
-            let shape = match agg.at {
-                Some(at) => format!(
-                    "rows active at each period's {}",
-                    if at == At::Start { "start" } else { "end" }
-                ),
-                None => "rows joined to each period's bounds".to_string(),
-            };
-            Ok((b, shape))
-        }
+        // State at an instant, or filters comparing other columns with the bounds.
+        _ => joined_to_bounds(input, keys, aggs, &windows).await,
     }
 }
+
+/// The first aggregation of a windowed stage whose conditions on the bounds compare
+/// only its time column with them: from per-interval partials where its aggregates
+/// merge, else its rows joined to the periods on their interval.
+async fn over_windows(
+    input: &StageInput<'_>,
+    keys: &[(String, Expr)],
+    aggs: Vec<Expr>,
+    t: &Expr,
+    windows: &[(Period, i64)],
+) -> Result<(LogicalPlanBuilder, String), Diags> {
+    let (ctx, m, agg, p) = (input.ctx, input.metric, input.agg, input.planned);
+    let (rel, req) = (input.rel, input.req);
+    let spine_name = spine_name(m);
+    let last = req.periods.last().expect("at least one period");
+    let lo = windows.iter().map(|w| w.1).min().unwrap_or(MIN_INSTANT);
+    let rows = filtered(rel, p.row_filters.clone(), t, lo, last.end)?;
+    let bounds = partials::boundaries(windows);
+    let shape_of = |how: &str| match agg.window {
+        Some(w) => format!("{how} of the window ({w})"),
+        None => format!("{how} of each period's bounds"),
+    };
+    let rows_plan = rows.build().map_err(plan_error)?;
+    let no_bounds = p.period_filters.is_empty();
+    let map = partials::interval_map(ctx, &spine_name, windows, &bounds).await?;
+    // Distinct counts of integers as one set per interval, where kpi's aggregates run.
+    if no_bounds
+        && !req.portable
+        && req.in_process
+        && p.entity.is_none()
+        && partials::counts_distinct(&aggs)
+        && let Some(b) = partials::merged(
+            rows_plan.clone(),
+            t,
+            &bounds,
+            Distinct::InSets,
+            map.clone(),
+            keys,
+            &aggs,
+        )?
+    {
+        return Ok((
+            b,
+            shape_of("each interval's set of distinct values, the sets of the intervals united"),
+        ));
+    }
+    if no_bounds
+        && !req.portable
+        && let Some(b) = masks::counted(
+            ctx,
+            &format!("{spine_name}_masks"),
+            rows_plan.clone(),
+            t,
+            &bounds,
+            windows,
+            keys,
+            &aggs,
+        )
+        .await?
+    {
+        return Ok((
+            b,
+            shape_of("each value's set of intervals met with the set"),
+        ));
+    }
+    if no_bounds
+        && p.entity.is_some()
+        && req.in_process
+        && let Some((merges, level1)) =
+            partials::per_interval(&rows_plan, t, &bounds, keys, &aggs, AS_KEYS)?
+        && let Some(b) = timeline::merged(
+            &rows_plan,
+            &merges,
+            level1,
+            windows,
+            &bounds,
+            keys,
+            &aggs,
+            Along {
+                anchored: false,
+                sorted: req.bounded,
+            },
+            &timeline_name(m),
+        )?
+    {
+        return Ok((
+            b,
+            shape_of("per-interval partials merged along each key's timeline over the intervals"),
+        ));
+    }
+    let single = partials::one_interval_each(windows, &bounds);
+    if no_bounds
+        && let Some(b) = partials::merged(
+            rows_plan.clone(),
+            t,
+            &bounds,
+            Distinct::AsKeys { single },
+            map.clone(),
+            keys,
+            &aggs,
+        )?
+    {
+        return Ok((
+            b,
+            shape_of("per-interval partials merged over the intervals"),
+        ));
+    }
+    let joined = partials::rows_per_period(rows_plan, t, &bounds, map, &p.period_filters)?;
+    let group = grouped(col(Column::new(Some(PERIOD), "start")), keys);
+    let b = aggregate_renamed(joined, group, aggs).map_err(plan_error)?;
+    Ok((
+        b,
+        shape_of(
+            "rows joined on their interval to every period (no partials: an aggregate that does not merge)",
+        ),
+    ))
+}
+
+/// The first aggregation of a state metric (rows active at an instant of each period)
+/// or of a stage with other conditions on the bounds: its rows joined to each period's
+/// bounds.
+async fn joined_to_bounds(
+    input: &StageInput<'_>,
+    keys: &[(String, Expr)],
+    aggs: Vec<Expr>,
+    windows: &[(Period, i64)],
+) -> Result<(LogicalPlanBuilder, String), Diags> {
+    let (ctx, m, agg, p) = (input.ctx, input.metric, input.agg, input.planned);
+    let (rel, req) = (input.rel, input.req);
+    let last = req.periods.last().expect("at least one period");
+    let spine = spine(ctx, &spine_name(m), windows, agg.at).await?;
+    let mut preds = p.row_filters.clone();
+    let mut cond = p.period_filters.clone();
+    if let Some(t) = &p.time {
+        let lo = windows.iter().map(|w| w.1).min().unwrap_or(MIN_INSTANT);
+        if lo > MIN_INSTANT {
+            preds.push(t.clone().gt_eq(instant(lo)));
+        }
+        preds.push(t.clone().lt(instant(last.end)));
+        cond.push(t.clone().gt_eq(col(Column::new(Some(PERIOD), "wstart"))));
+        cond.push(t.clone().lt(col(Column::new(Some(PERIOD), "end"))));
+    }
+    cond.extend(p.active.clone());
+    let mut rows = LogicalPlanBuilder::from(rel.plan.clone());
+    if let Some(pr) = and_all(preds) {
+        rows = rows.filter(pr).map_err(plan_error)?;
+    }
+    let on = and_all(cond).unwrap_or(lit(true));
+    let rows = rows
+        .join_on(spine, JoinType::Inner, vec![on])
+        .map_err(plan_error)?;
+    let group = grouped(col(Column::new(Some(PERIOD), "start")), keys);
+    let b = aggregate_renamed(rows, group, aggs).map_err(plan_error)?;
+    let shape = match agg.at {
+        Some(at) => format!(
+            "rows active at each period's {}",
+            if at == At::Start { "start" } else { "end" }
+        ),
+        None => "rows joined to each period's bounds".to_string(),
+    };
+    Ok((b, shape))
+}
+
+/// The group of a first aggregation: the period's start `start` (as `__start`), then
+/// `keys`.
+fn grouped(start: Expr, keys: &[(String, Expr)]) -> Vec<Expr> {
+    let mut group = vec![start.alias(START)];
+    group.extend(keys.iter().map(|(n, e)| e.clone().alias(n.as_str())));
+    group
+}
+
+/// How the partials of a per-entity window count distinct values: by value.
+const AS_KEYS: Distinct = Distinct::AsKeys { single: false };
 
 /// Whether a bucketed stage's distinct counts go through per-interval partials: under a
 /// memory limit, where their hash sets could not spill ([`partials::counts_distinct`]).
@@ -235,7 +290,7 @@ pub(super) async fn entity_history(
         .build()
         .map_err(plan_error)?;
     let bounds = partials::boundaries(&windows);
-    let Some((merges, level1)) = partials::per_interval(&rows, t, &bounds, keys, aggs, false)?
+    let Some((merges, level1)) = partials::per_interval(&rows, t, &bounds, keys, aggs, AS_KEYS)?
     else {
         return Ok(None);
     };

@@ -150,12 +150,13 @@ fn a_window_merged_from_partials_agrees_with_one_read_row_by_row() {
     );
 }
 
-/// Distinct counts over 7-day windows by day, counted from each value's set of days
-/// (79 days of window bounds: two 64-bit words), one of them under a FILTER, with a NULL
-/// value and a row before the range; values worked out by hand. `kpi sql` keeps to
-/// portable SQL.
+/// Distinct counts over 7-day windows by day, one of them under a FILTER, with a NULL
+/// value and a row before the range; values worked out by hand. Integers are counted
+/// from each day's set of values, united over the window; text from each value's set
+/// of days (79 days of window bounds: two 64-bit words). `kpi sql` keeps to portable
+/// SQL.
 #[test]
-fn distinct_counts_over_windows_come_from_each_values_set_of_intervals() {
+fn distinct_counts_over_windows_come_from_sets_per_interval_or_intervals_per_value() {
     let f = Fixture::new(
         &[
             (
@@ -169,6 +170,10 @@ fn distinct_counts_over_windows_come_from_each_values_set_of_intervals() {
             (
                 "mix_7d.yaml",
                 "source: events\nwindow: 7 days\nformula: 1000 * count(distinct user_id) filter (where kind = 'buy') + count(distinct user_id)\n",
+            ),
+            (
+                "kinds_7d.yaml",
+                "source: events\nwindow: 7 days\nformula: count(distinct kind)\n",
             ),
         ],
         &[(
@@ -242,16 +247,48 @@ fn distinct_counts_over_windows_come_from_each_values_set_of_intervals() {
     ] {
         assert_eq!(cell(d, k).as_deref(), Some(want), "{d} {k}: {by_kind:?}");
     }
-    let (code, out, err) = f.kpi("explain", &args);
+    // Kinds: Jan 1 views only (28 Dec, Jan 1); Jan 3-7 a view (Jan 1) and buys; Jan 8
+    // and Jan 11 the buys of Jan 3 and 5; Mar 6 two buys (the NULL user's counts: its
+    // kind is not NULL); Mar 10-12 buys and the view of Mar 10; Mar 13 that view.
+    let kinds = f.rows(&[&["kinds_7d"], &args[2..]].concat());
+    let kinds_on = |d: &str| {
+        kinds
+            .iter()
+            .find(|r| r[0] == d)
+            .map(|r| r[1].clone())
+            .unwrap_or_else(|| panic!("{d}"))
+    };
+    for (d, want) in [
+        ("2024-01-01", "1"),
+        ("2024-01-03", "2"),
+        ("2024-01-07", "2"),
+        ("2024-01-08", "1"),
+        ("2024-01-11", "1"),
+        ("2024-01-12", "0"),
+        ("2024-03-05", "1"),
+        ("2024-03-06", "1"),
+        ("2024-03-10", "2"),
+        ("2024-03-12", "2"),
+        ("2024-03-13", "1"),
+    ] {
+        assert_eq!(kinds_on(d), want, "{d}");
+    }
+    let all = [&["kinds_7d"], &args[..]].concat();
+    let (code, out, err) = f.kpi("explain", &all);
+    assert_eq!(code, 0, "{err}");
+    let united = "each interval's set of distinct values, the sets of the intervals united";
+    for (metric, shape) in [
+        ("active_7d", united),
+        ("mix_7d", united),
+        ("kinds_7d", "each value's set of intervals met with the set"),
+    ] {
+        let line = format!("scan of {metric}: {shape} of the window (7 days)");
+        assert!(out.contains(&line), "{metric}: {out}");
+    }
+    let (code, sql, err) = f.kpi("sql", &[&["--dialect", "postgres"], &all[..]].concat());
     assert_eq!(code, 0, "{err}");
     assert!(
-        out.contains("scan of active_7d: each value's set of intervals met with the set of the window (7 days)"),
-        "{out}"
-    );
-    let (code, sql, err) = f.kpi("sql", &[&["--dialect", "postgres"], &args[..]].concat());
-    assert_eq!(code, 0, "{err}");
-    assert!(
-        !sql.contains("bit_or") && sql.contains("count(DISTINCT"),
+        !sql.contains("bit_or") && !sql.contains("distinct_") && sql.contains("count(DISTINCT"),
         "{sql}"
     );
 }
@@ -458,10 +495,10 @@ fn a_memory_limit_spills_or_fails_naming_the_metric_and_leaves_no_file() {
         "{err}"
     );
     assert!(!out.exists(), "no output file after a failed run");
-    // Under a limit, distinct counts are grouped by their value (a group-by spills, a
-    // hash set per period does not), and per-entity windows read their partials sorted
-    // by the entity (a sort spills); unbounded, distinct counts are fused and the
-    // partials held by partition.
+    // Under a limit, distinct counts of integers are grouped by interval into sets (a
+    // group-by spills, a hash set per period does not), and per-entity windows read
+    // their partials sorted by the entity (a sort spills); unbounded, distinct counts
+    // are fused and the partials held by partition.
     let shapes = |extra: &[&str]| {
         let args = [
             &[
@@ -496,7 +533,8 @@ fn a_memory_limit_spills_or_fails_naming_the_metric_and_leaves_no_file() {
     };
     let (distinct, history, sorted) = shapes(&["--memory-limit", "32MiB"]);
     assert!(
-        distinct.contains("per-interval partials merged"),
+        distinct
+            .contains("each interval's set of distinct values, the sets of the intervals united"),
         "{distinct}"
     );
     assert!(

@@ -21,7 +21,7 @@ mod set;
 
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Fields};
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::Transformed;
 use datafusion::common::{DFSchema, Result, ScalarValue, plan_err};
@@ -36,29 +36,72 @@ use datafusion::optimizer::AnalyzerRule;
 
 use set::{DistinctGroups, OneGroup};
 
-/// `distinct_count(x)`: the number of distinct non-NULL values of the integer `x`, as
-/// `count(DISTINCT x)`. `distinct_tuples(a, b, …)`: the number of distinct tuples of the
-/// integers `a, b, …`, NULL being a value of its own in a tuple, as `count(DISTINCT
-/// concat(a, '/', b, …))` counts them.
+/// What a bitmap aggregate gives of each group's set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Its size: `distinct_count(x)`, the number of distinct non-NULL values of the
+    /// integer `x`, as `count(DISTINCT x)`; `distinct_tuples(a, b, …)`, the number of
+    /// distinct tuples of the integers `a, b, …`, NULL being a value of its own in a
+    /// tuple, as `count(DISTINCT concat(a, '/', b, …))` counts them.
+    Count,
+    /// The set itself (`distinct_set`, `distinct_tuple_set`), as a struct of its keys
+    /// and its keyless tuples ([`set_type`]), for a [`Role::Union`] of several groups'.
+    Set,
+    /// `distinct_union(s)`: the size of the union of the sets `s`.
+    Union,
+}
+
+/// A distinct count in bitmaps, in one of its [`Role`]s.
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct DistinctCount {
     signature: Signature,
     /// Whether the arguments are a tuple (NULL counts) rather than one value.
     tuple: bool,
+    role: Role,
 }
 
 impl DistinctCount {
-    fn new(tuple: bool) -> DistinctCount {
+    fn new(tuple: bool, role: Role) -> DistinctCount {
         DistinctCount {
             signature: Signature::user_defined(Volatility::Immutable),
             tuple,
+            role,
         }
     }
 }
 
 /// The aggregate counting one integer's distinct values (`tuple` false) or a tuple's.
 pub fn distinct_count_udaf(tuple: bool) -> AggregateUDF {
-    AggregateUDF::new_from_impl(DistinctCount::new(tuple))
+    AggregateUDF::new_from_impl(DistinctCount::new(tuple, Role::Count))
+}
+
+/// The aggregate giving the set of one integer's distinct values (`tuple` false) or a
+/// tuple's, which [`distinct_union_udaf`] counts across groups.
+pub fn distinct_set_udaf(tuple: bool) -> AggregateUDF {
+    AggregateUDF::new_from_impl(DistinctCount::new(tuple, Role::Set))
+}
+
+/// The aggregate counting the members of the union of [`distinct_set_udaf`]'s sets.
+pub fn distinct_union_udaf() -> AggregateUDF {
+    AggregateUDF::new_from_impl(DistinctCount::new(false, Role::Union))
+}
+
+/// The fields of a set: the list of its keys and the list of its blobs (a serialized
+/// bitmap of more keys, or a tuple without a key), as its partial state holds them.
+pub(super) fn set_fields() -> Fields {
+    Fields::from(vec![
+        Field::new_list("keys", Field::new_list_field(DataType::UInt64, true), true),
+        Field::new_list(
+            "tuples",
+            Field::new_list_field(DataType::Binary, true),
+            true,
+        ),
+    ])
+}
+
+/// The type of a set of [`Role::Set`].
+pub fn set_type() -> DataType {
+    DataType::Struct(set_fields())
 }
 
 /// Whether values of type `t` are keys of the bitmaps.
@@ -68,9 +111,12 @@ fn integer(t: &DataType) -> bool {
 
 impl AggregateUDFImpl for DistinctCount {
     fn name(&self) -> &str {
-        match self.tuple {
-            true => "distinct_tuples",
-            false => "distinct_count",
+        match (self.role, self.tuple) {
+            (Role::Count, true) => "distinct_tuples",
+            (Role::Count, false) => "distinct_count",
+            (Role::Set, true) => "distinct_tuple_set",
+            (Role::Set, false) => "distinct_set",
+            (Role::Union, _) => "distinct_union",
         }
     }
 
@@ -79,9 +125,10 @@ impl AggregateUDFImpl for DistinctCount {
     }
 
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
-        let ok = match self.tuple {
-            true => (2..=8).contains(&arg_types.len()) && arg_types.iter().all(integer),
-            false => matches!(arg_types, [t] if integer(t)),
+        let ok = match (self.role, self.tuple) {
+            (Role::Union, _) => matches!(arg_types, [t] if t == &set_type()),
+            (_, true) => (2..=8).contains(&arg_types.len()) && arg_types.iter().all(integer),
+            (_, false) => matches!(arg_types, [t] if integer(t)),
         };
         if !ok {
             return plan_err!("{} takes integers, got {arg_types:?}", self.name());
@@ -90,15 +137,22 @@ impl AggregateUDFImpl for DistinctCount {
     }
 
     fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
-        Ok(DataType::Int64)
+        Ok(match self.role {
+            Role::Set => set_type(),
+            Role::Count | Role::Union => DataType::Int64,
+        })
     }
 
     fn is_nullable(&self) -> bool {
-        false
+        // A union takes a NULL set as an empty one.
+        self.role == Role::Set
     }
 
-    fn default_value(&self, _data_type: &DataType) -> Result<ScalarValue> {
-        Ok(ScalarValue::Int64(Some(0)))
+    fn default_value(&self, data_type: &DataType) -> Result<ScalarValue> {
+        match self.role {
+            Role::Set => ScalarValue::try_from(data_type),
+            Role::Count | Role::Union => Ok(ScalarValue::Int64(Some(0))),
+        }
     }
 
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
@@ -136,10 +190,14 @@ impl AggregateUDFImpl for DistinctCount {
 
 impl DistinctCount {
     fn groups(&self, args: &AccumulatorArgs) -> Result<DistinctGroups> {
-        if !args.expr_fields.iter().all(|f| integer(f.data_type())) {
+        let types_ok = match self.role {
+            Role::Union => args.expr_fields.len() == 1,
+            Role::Count | Role::Set => args.expr_fields.iter().all(|f| integer(f.data_type())),
+        };
+        if !types_ok {
             return plan_err!("{} takes integers", self.name());
         }
-        Ok(DistinctGroups::new(args.expr_fields.len(), self.tuple))
+        Ok(DistinctGroups::new(args.expr_fields.len(), self.tuple).with_role(self.role))
     }
 }
 
@@ -203,13 +261,8 @@ fn in_bitmaps(e: &Expr, schema: &DFSchema) -> Result<Option<Expr>> {
     let [arg] = args.as_slice() else {
         return Ok(None);
     };
-    let (args, tuple) = if integer(&arg.get_type(schema)?) {
-        (vec![arg.clone()], false)
-    } else {
-        match concat_parts(arg, schema)? {
-            Some(parts) => (parts, true),
-            None => return Ok(None),
-        }
+    let Some((args, tuple)) = in_keys(arg, schema)? else {
+        return Ok(None);
     };
     let call = Expr::AggregateFunction(AggregateFunction::new_udf(
         Arc::new(distinct_count_udaf(tuple)),
@@ -220,6 +273,16 @@ fn in_bitmaps(e: &Expr, schema: &DFSchema) -> Result<Option<Expr>> {
         None,
     ));
     Ok(Some(call.alias(name)))
+}
+
+/// The arguments of a bitmap count of the distinct values of `arg`, and whether they
+/// are a tuple: `arg` itself when it is an integer, the integer parts of a `concat`
+/// that keeps them apart ([`concat_parts`]); `None` for any other value.
+pub fn in_keys(arg: &Expr, schema: &DFSchema) -> Result<Option<(Vec<Expr>, bool)>> {
+    if integer(&arg.get_type(schema)?) {
+        return Ok(Some((vec![arg.clone()], false)));
+    }
+    Ok(concat_parts(arg, schema)?.map(|parts| (parts, true)))
 }
 
 /// The integer parts of `concat(...)` when its text tells them apart: integers (cast to

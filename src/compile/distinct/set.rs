@@ -1,8 +1,10 @@
 //! The sets of a bitmap distinct count. With few groups (a count per period), each
 //! group's keys are a short list until it holds [`SMALL`], then a Roaring bitmap. Past
 //! [`FEW_GROUPS`] groups (a count per customer and month), where most sets hold a value
-//! or two, every (group, key) pair goes into one hash set instead, as DataFusion's own
-//! count keeps them, and a set per group would cost more than its values. Tuples
+//! or two, every (group, key) pair of a count goes into one hash set instead, as
+//! DataFusion's own count keeps them, and a set per group would cost more than its
+//! values; a set or a union (a set per interval, united per period) gives or takes
+//! whole sets, and keeps one per group however many. Tuples
 //! without a key are kept beside, as themselves. A group's partial state is the list of
 //! its keys and the list of its tuples (as bytes), merged by union: cheap to build for
 //! one row when DataFusion skips the partial aggregation, and a bitmap's keys in order
@@ -13,14 +15,16 @@ use std::mem::size_of;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BinaryBuilder, BooleanArray, Int64Array, ListBuilder, UInt64Array,
-    UInt64Builder,
+    Array, ArrayRef, AsArray, BinaryBuilder, BooleanArray, GenericListArray, Int64Array,
+    ListBuilder, StructArray, UInt64Array, UInt64Builder,
 };
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Int64Type, UInt64Type};
 use datafusion::common::{DataFusionError, Result, ScalarValue};
 use datafusion::logical_expr::{Accumulator, EmitTo, GroupsAccumulator};
 use roaring::RoaringTreemap;
+
+use super::{Role, set_fields};
 
 /// Keys a group lists before they go into a bitmap.
 const SMALL: usize = 32;
@@ -88,9 +92,10 @@ impl Sets {
         }
     }
 
-    /// Room for `n` groups, turning into one hash set past [`FEW_GROUPS`].
-    fn resize(&mut self, n: usize) {
+    /// Room for `n` groups, turning into one hash set past [`FEW_GROUPS`] if `may_pair`.
+    fn resize(&mut self, n: usize, may_pair: bool) {
         if let Sets::Few(groups) = self
+            && may_pair
             && n > FEW_GROUPS
         {
             let mut seen = HashSet::default();
@@ -261,6 +266,7 @@ pub(super) struct DistinctGroups {
     share: u32,
     /// The memory the sets are counted to hold.
     bytes: usize,
+    role: Role,
 }
 
 impl DistinctGroups {
@@ -273,7 +279,20 @@ impl DistinctGroups {
             tuple,
             share: 64 / arity.max(1) as u32,
             bytes: 0,
+            role: Role::Count,
         }
+    }
+
+    /// Room for `n` groups. Only the sets of a count turn into one hash set of (group,
+    /// key) pairs: a set and a union give or take whole sets, which bitmaps hold best.
+    fn resize(&mut self, n: usize) {
+        self.sets.resize(n, self.role == Role::Count);
+    }
+
+    /// The same sets, giving what `role` says of them.
+    pub(super) fn with_role(mut self, role: Role) -> DistinctGroups {
+        self.role = role;
+        self
     }
 
     fn insert_key(&mut self, group: usize, key: u64) {
@@ -415,6 +434,61 @@ impl DistinctGroups {
     }
 }
 
+impl DistinctGroups {
+    /// Adds each row's lists of keys and blobs (a partial state, or a set) to the
+    /// row's group, for the rows `take` admits.
+    fn merge_lists(
+        &mut self,
+        keys: &GenericListArray<i32>,
+        blobs: &GenericListArray<i32>,
+        group_indices: &[usize],
+        take: impl Fn(usize) -> bool,
+    ) -> Result<()> {
+        let key_values = keys.values().as_primitive::<UInt64Type>().values();
+        let blob_values = blobs.values().as_binary::<i32>();
+        let (offsets, blob_offsets) = (keys.offsets(), blobs.offsets());
+        for (row, &g) in group_indices.iter().enumerate() {
+            if !take(row) {
+                continue;
+            }
+            let (lo, hi) = (offsets[row] as usize, offsets[row + 1] as usize);
+            let (blo, bhi) = (blob_offsets[row] as usize, blob_offsets[row + 1] as usize);
+            let row_blobs = (blo..bhi).map(|i| blob_values.value(i));
+            self.merge_state(g, &key_values[lo..hi], row_blobs)?;
+        }
+        Ok(())
+    }
+}
+
+/// Sets as the partial states of a union of each row's own set: its lists, emptied
+/// where `opt_filter` (or a NULL set) leaves the row out.
+fn union_as_state(sets: &StructArray, opt_filter: Option<&BooleanArray>) -> Result<Vec<ArrayRef>> {
+    let (keys, blobs) = (sets.column(0), sets.column(1));
+    let all = sets.null_count() == 0 && opt_filter.is_none();
+    if all {
+        return Ok(vec![keys.clone(), blobs.clone()]);
+    }
+    let (keys, blobs) = (keys.as_list::<i32>(), blobs.as_list::<i32>());
+    let mut k = ListBuilder::new(UInt64Builder::new());
+    let mut b = ListBuilder::new(BinaryBuilder::new());
+    for row in 0..sets.len() {
+        let take =
+            sets.is_valid(row) && !opt_filter.is_some_and(|f| !f.is_valid(row) || !f.value(row));
+        if take {
+            k.values()
+                .append_slice(keys.value(row).as_primitive::<UInt64Type>().values());
+            let row_blobs = blobs.value(row);
+            let row_blobs = row_blobs.as_binary::<i32>();
+            for i in 0..row_blobs.len() {
+                b.values().append_value(row_blobs.value(i));
+            }
+        }
+        k.append(true);
+        b.append(true);
+    }
+    Ok(vec![Arc::new(k.finish()), Arc::new(b.finish())])
+}
+
 /// The key of row `row`'s tuple: its parts side by side, `share` bits each, when each
 /// is in `0..limit` (`limit` = 2^share).
 fn tuple_key(parts: &[Part], row: usize, share: u32, limit: i128) -> Option<u64> {
@@ -461,7 +535,15 @@ impl GroupsAccumulator for DistinctGroups {
         opt_filter: Option<&BooleanArray>,
         total_num_groups: usize,
     ) -> Result<()> {
-        self.sets.resize(total_num_groups);
+        self.resize(total_num_groups);
+        if self.role == Role::Union {
+            let sets = values[0].as_struct();
+            let rows = |row: usize| {
+                sets.is_valid(row) && !opt_filter.is_some_and(|f| !f.is_valid(row) || !f.value(row))
+            };
+            let (keys, blobs) = (sets.column(0).as_list(), sets.column(1).as_list());
+            return self.merge_lists(keys, blobs, group_indices, rows);
+        }
         let parts = values.iter().map(Part::of).collect::<Result<Vec<_>>>()?;
         for (row, &g) in group_indices.iter().enumerate() {
             if opt_filter.is_some_and(|f| !f.is_valid(row) || !f.value(row)) {
@@ -473,7 +555,13 @@ impl GroupsAccumulator for DistinctGroups {
     }
 
     fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
-        Ok(Arc::new(Int64Array::from(self.take_counts(emit_to))))
+        match self.role {
+            Role::Set => {
+                let columns = self.take_states(emit_to)?;
+                Ok(Arc::new(StructArray::try_new(set_fields(), columns, None)?))
+            }
+            Role::Count | Role::Union => Ok(Arc::new(Int64Array::from(self.take_counts(emit_to)))),
+        }
     }
 
     fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
@@ -486,18 +574,9 @@ impl GroupsAccumulator for DistinctGroups {
         group_indices: &[usize],
         total_num_groups: usize,
     ) -> Result<()> {
-        self.sets.resize(total_num_groups);
-        let (keys, blobs) = (values[0].as_list::<i32>(), values[1].as_list::<i32>());
-        let key_values = keys.values().as_primitive::<UInt64Type>().values();
-        let blob_values = blobs.values().as_binary::<i32>();
-        let (offsets, blob_offsets) = (keys.offsets(), blobs.offsets());
-        for (row, &g) in group_indices.iter().enumerate() {
-            let (lo, hi) = (offsets[row] as usize, offsets[row + 1] as usize);
-            let (blo, bhi) = (blob_offsets[row] as usize, blob_offsets[row + 1] as usize);
-            let row_blobs = (blo..bhi).map(|i| blob_values.value(i));
-            self.merge_state(g, &key_values[lo..hi], row_blobs)?;
-        }
-        Ok(())
+        self.resize(total_num_groups);
+        let (keys, blobs) = (values[0].as_list(), values[1].as_list());
+        self.merge_lists(keys, blobs, group_indices, |_| true)
     }
 
     fn convert_to_state(
@@ -505,6 +584,9 @@ impl GroupsAccumulator for DistinctGroups {
         values: &[ArrayRef],
         opt_filter: Option<&BooleanArray>,
     ) -> Result<Vec<ArrayRef>> {
+        if self.role == Role::Union {
+            return union_as_state(values[0].as_struct(), opt_filter);
+        }
         let parts = values.iter().map(Part::of).collect::<Result<Vec<_>>>()?;
         let rows = values.first().map_or(0, |v| v.len());
         // Each row as the state of a group of its own value (or of none).
@@ -551,7 +633,7 @@ pub(super) struct OneGroup {
 
 impl OneGroup {
     pub(super) fn new(mut inner: DistinctGroups) -> OneGroup {
-        inner.sets.resize(1);
+        inner.resize(1);
         OneGroup { inner }
     }
 }
@@ -568,7 +650,18 @@ impl Accumulator for OneGroup {
     }
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
-        Ok(ScalarValue::Int64(Some(self.inner.count(0))))
+        match self.inner.role {
+            Role::Set => {
+                let columns = self
+                    .state()?
+                    .iter()
+                    .map(|v| v.to_array())
+                    .collect::<Result<Vec<_>>>()?;
+                let one = StructArray::try_new(set_fields(), columns, None)?;
+                Ok(ScalarValue::Struct(Arc::new(one)))
+            }
+            Role::Count | Role::Union => Ok(ScalarValue::Int64(Some(self.inner.count(0)))),
+        }
     }
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {

@@ -10,6 +10,7 @@ use datafusion::datasource::MemTable;
 use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
 use datafusion::prelude::SessionContext;
 
+use super::Role;
 use super::set::DistinctGroups;
 
 /// A deterministic stream of numbers (xorshift), so the tests need no crate.
@@ -173,6 +174,98 @@ fn tuples_count_null_parts_and_values_beyond_a_keys_share_as_values_of_their_own
     }
     let got = last.evaluate(EmitTo::All).unwrap();
     assert_eq!(got.as_primitive::<Int64Type>().value(0), 8);
+}
+
+/// Each interval's set, built by two partial aggregations merged as DataFusion's final
+/// step merges them, then united over windows of intervals (one under a filter, one
+/// empty, one read as partial states when DataFusion skips the partial step): the
+/// counts equal a BTreeSet union of the rows' values. 1,500 intervals: more groups
+/// than a count keeps sets for, which sets and unions keep all the same.
+#[test]
+fn sets_per_interval_united_over_windows_count_the_union_of_their_values() {
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let intervals = 1_500;
+    let vals = values(80_000, &mut rng);
+    let rows: Vec<(usize, Option<i64>)> = vals
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            // Most values in the first intervals, so some sets become bitmaps.
+            let g = match i % 4 {
+                0 => (rng.next() % intervals as u64) as usize,
+                _ => (rng.next() % 3) as usize,
+            };
+            (g, *v)
+        })
+        .collect();
+    let mut last = DistinctGroups::new(1, false).with_role(Role::Set);
+    for part in rows.chunks(40_000) {
+        let mut first = DistinctGroups::new(1, false).with_role(Role::Set);
+        let array: ArrayRef = Arc::new(part.iter().map(|r| r.1).collect::<Int64Array>());
+        let groups: Vec<usize> = part.iter().map(|r| r.0).collect();
+        first
+            .update_batch(&[array], &groups, None, intervals)
+            .unwrap();
+        let state = first.state(EmitTo::All).unwrap();
+        let ids: Vec<usize> = (0..intervals).collect();
+        last.merge_batch(&state, &ids, intervals).unwrap();
+    }
+    let sets = last.evaluate(EmitTo::All).unwrap();
+    assert_eq!(sets.data_type(), &super::set_type());
+    assert_eq!(sets.len(), intervals);
+
+    // Windows of intervals, as the join to the periods gives them: (window, interval).
+    let windows: Vec<Vec<usize>> = vec![vec![0, 1, 2], vec![2, 3, 1_499], vec![7], vec![]];
+    let mut pairs: Vec<(usize, usize)> = Vec::new();
+    for (w, ivs) in windows.iter().enumerate() {
+        pairs.extend(ivs.iter().map(|&iv| (w, iv)));
+    }
+    let take: Vec<u32> = pairs.iter().map(|p| p.1 as u32).collect();
+    let taken = datafusion::arrow::compute::take(
+        &sets,
+        &datafusion::arrow::array::UInt32Array::from(take),
+        None,
+    )
+    .unwrap();
+    let window_of: Vec<usize> = pairs.iter().map(|p| p.0).collect();
+    // Window 1 leaves interval 3 out by a filter.
+    let filter: BooleanArray = pairs.iter().map(|p| Some(*p != (1, 3))).collect();
+    let mut union = DistinctGroups::new(1, false).with_role(Role::Union);
+    union
+        .update_batch(
+            std::slice::from_ref(&taken),
+            &window_of,
+            Some(&filter),
+            windows.len(),
+        )
+        .unwrap();
+    let got = union.evaluate(EmitTo::All).unwrap();
+
+    let want: Vec<i64> = windows
+        .iter()
+        .enumerate()
+        .map(|(w, ivs)| {
+            let mut all: BTreeSet<i64> = BTreeSet::new();
+            for (g, v) in &rows {
+                if ivs.contains(g) && !(w == 1 && *g == 3) {
+                    all.extend(v);
+                }
+            }
+            all.len() as i64
+        })
+        .collect();
+    assert!(want[0] > 1_000 && want[3] == 0, "{want:?}");
+    assert_eq!(got.as_primitive::<Int64Type>().values().to_vec(), want);
+
+    // Each row's set as a partial state of the union, merged as the final step would.
+    let union = DistinctGroups::new(1, false).with_role(Role::Union);
+    let states = union.convert_to_state(&[taken], Some(&filter)).unwrap();
+    let mut merged = DistinctGroups::new(1, false).with_role(Role::Union);
+    merged
+        .merge_batch(&states, &window_of, windows.len())
+        .unwrap();
+    let got = merged.evaluate(EmitTo::All).unwrap();
+    assert_eq!(got.as_primitive::<Int64Type>().values().to_vec(), want);
 }
 
 /// A session with the rule and one without, over the same table.
