@@ -32,7 +32,7 @@ use datafusion::prelude::SessionContext;
 
 use super::aggregate::{aggregate_renamed, with_filter};
 use super::bucket::bucket_start;
-use super::distinct;
+use super::distinct::{self, Role};
 use super::period::Period;
 use super::snippet::PERIOD;
 use super::stage::{START, and_all, uses_period};
@@ -304,35 +304,26 @@ fn split(
     let Some((row_filter, period_filter)) = split_filter(params.filter.as_deref(), time) else {
         return Ok(None);
     };
-    if let (true, Distinct::InSets, [arg]) = (params.distinct, distinct, params.args.as_slice()) {
+    if params.distinct && distinct == Distinct::InSets {
+        let [arg] = params.args.as_slice() else {
+            return Ok(None);
+        };
         let Some((args, tuple)) = distinct::in_keys(arg, schema).map_err(plan_error)? else {
             return Ok(None);
         };
         let p = format!("__p{j}");
-        let set = Expr::AggregateFunction(AggregateFunction::new_udf(
-            Arc::new(distinct::distinct_set_udaf(tuple)),
-            args,
+        let set = distinct::call(Role::Set, tuple, args, row_filter.map(Box::new));
+        let union = distinct::call(
+            Role::Union,
             false,
-            row_filter.map(Box::new),
-            vec![],
-            None,
-        ));
-        let union = Expr::AggregateFunction(AggregateFunction::new_udf(
-            Arc::new(distinct::distinct_union_udaf()),
             vec![col(p.as_str())],
-            false,
             period_filter.clone().map(Box::new),
-            vec![],
-            None,
-        ));
+        );
         return Ok(Some(Merge {
             partials: vec![set.alias(p.as_str())],
             merged: union.alias(name),
             period: period_filter,
         }));
-    }
-    if params.distinct && distinct == Distinct::InSets {
-        return Ok(None);
     }
     let single = matches!(distinct, Distinct::AsKeys { single: true });
     Ok(split_merging(

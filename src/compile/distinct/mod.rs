@@ -70,20 +70,18 @@ impl DistinctCount {
     }
 }
 
-/// The aggregate counting one integer's distinct values (`tuple` false) or a tuple's.
-pub fn distinct_count_udaf(tuple: bool) -> AggregateUDF {
-    AggregateUDF::new_from_impl(DistinctCount::new(tuple, Role::Count))
-}
-
-/// The aggregate giving the set of one integer's distinct values (`tuple` false) or a
-/// tuple's, which [`distinct_union_udaf`] counts across groups.
-pub fn distinct_set_udaf(tuple: bool) -> AggregateUDF {
-    AggregateUDF::new_from_impl(DistinctCount::new(tuple, Role::Set))
-}
-
-/// The aggregate counting the members of the union of [`distinct_set_udaf`]'s sets.
-pub fn distinct_union_udaf() -> AggregateUDF {
-    AggregateUDF::new_from_impl(DistinctCount::new(false, Role::Union))
+/// A call of the bitmap aggregate of `role` over `args` (one integer, a tuple of them
+/// when `tuple`, or for [`Role::Union`] one set), under `filter`.
+pub fn call(role: Role, tuple: bool, args: Vec<Expr>, filter: Option<Box<Expr>>) -> Expr {
+    let udaf = AggregateUDF::new_from_impl(DistinctCount::new(tuple, role));
+    Expr::AggregateFunction(AggregateFunction::new_udf(
+        Arc::new(udaf),
+        args,
+        false,
+        filter,
+        vec![],
+        None,
+    ))
 }
 
 /// The fields of a set: the list of its keys and the list of its blobs (a serialized
@@ -264,15 +262,9 @@ fn in_bitmaps(e: &Expr, schema: &DFSchema) -> Result<Option<Expr>> {
     let Some((args, tuple)) = in_keys(arg, schema)? else {
         return Ok(None);
     };
-    let call = Expr::AggregateFunction(AggregateFunction::new_udf(
-        Arc::new(distinct_count_udaf(tuple)),
-        args,
-        false,
-        filter.clone(),
-        vec![],
-        None,
-    ));
-    Ok(Some(call.alias(name)))
+    Ok(Some(
+        call(Role::Count, tuple, args, filter.clone()).alias(name),
+    ))
 }
 
 /// The arguments of a bitmap count of the distinct values of `arg`, and whether they

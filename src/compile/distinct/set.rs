@@ -411,30 +411,6 @@ impl DistinctGroups {
         Ok(())
     }
 
-    fn merge_bitmap(&mut self, group: usize, bytes: &[u8]) -> Result<()> {
-        let other = RoaringTreemap::deserialize_from(bytes)
-            .map_err(|e| DataFusionError::External(Box::new(e)))?;
-        match &mut self.sets {
-            Sets::Few(groups) => {
-                let set = &mut groups[group];
-                let before = set.len();
-                let mut bits = set.bits.take().unwrap_or_default();
-                bits.extend(set.small.drain(..));
-                bits |= other;
-                set.bits = Some(bits);
-                self.bytes += (set.len() - before) as usize * KEY_BYTES;
-            }
-            Sets::Many { .. } => {
-                for k in other.iter() {
-                    self.insert_key(group, k);
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-impl DistinctGroups {
     /// Adds each row's lists of keys and blobs (a partial state, or a set) to the
     /// row's group, for the rows `take` admits.
     fn merge_lists(
@@ -458,6 +434,33 @@ impl DistinctGroups {
         }
         Ok(())
     }
+
+    fn merge_bitmap(&mut self, group: usize, bytes: &[u8]) -> Result<()> {
+        let other = RoaringTreemap::deserialize_from(bytes)
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        match &mut self.sets {
+            Sets::Few(groups) => {
+                let set = &mut groups[group];
+                let before = set.len();
+                let mut bits = set.bits.take().unwrap_or_default();
+                bits.extend(set.small.drain(..));
+                bits |= other;
+                set.bits = Some(bits);
+                self.bytes += (set.len() - before) as usize * KEY_BYTES;
+            }
+            Sets::Many { .. } => {
+                for k in other.iter() {
+                    self.insert_key(group, k);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether `opt_filter` admits row `row`: no filter, or true there (NULL is not).
+fn admitted(opt_filter: Option<&BooleanArray>, row: usize) -> bool {
+    opt_filter.is_none_or(|f| f.is_valid(row) && f.value(row))
 }
 
 /// Sets as the partial states of a union of each row's own set: its lists, emptied
@@ -472,8 +475,7 @@ fn union_as_state(sets: &StructArray, opt_filter: Option<&BooleanArray>) -> Resu
     let mut k = ListBuilder::new(UInt64Builder::new());
     let mut b = ListBuilder::new(BinaryBuilder::new());
     for row in 0..sets.len() {
-        let take =
-            sets.is_valid(row) && !opt_filter.is_some_and(|f| !f.is_valid(row) || !f.value(row));
+        let take = sets.is_valid(row) && admitted(opt_filter, row);
         if take {
             k.values()
                 .append_slice(keys.value(row).as_primitive::<UInt64Type>().values());
@@ -538,15 +540,13 @@ impl GroupsAccumulator for DistinctGroups {
         self.resize(total_num_groups);
         if self.role == Role::Union {
             let sets = values[0].as_struct();
-            let rows = |row: usize| {
-                sets.is_valid(row) && !opt_filter.is_some_and(|f| !f.is_valid(row) || !f.value(row))
-            };
+            let rows = |row: usize| sets.is_valid(row) && admitted(opt_filter, row);
             let (keys, blobs) = (sets.column(0).as_list(), sets.column(1).as_list());
             return self.merge_lists(keys, blobs, group_indices, rows);
         }
         let parts = values.iter().map(Part::of).collect::<Result<Vec<_>>>()?;
         for (row, &g) in group_indices.iter().enumerate() {
-            if opt_filter.is_some_and(|f| !f.is_valid(row) || !f.value(row)) {
+            if !admitted(opt_filter, row) {
                 continue;
             }
             self.add(&parts, g, row);
@@ -594,7 +594,7 @@ impl GroupsAccumulator for DistinctGroups {
         let mut tuples = ListBuilder::new(BinaryBuilder::new());
         let limit = 1i128 << self.share;
         for row in 0..rows {
-            if !opt_filter.is_some_and(|f| !f.is_valid(row) || !f.value(row)) {
+            if admitted(opt_filter, row) {
                 match self.tuple {
                     false => {
                         if let Some(k) = parts[0].key(row) {
