@@ -22,6 +22,7 @@ mod distinct;
 pub mod exact;
 pub mod functions;
 mod fuse;
+mod lookup;
 mod masks;
 mod partials;
 pub mod period;
@@ -32,7 +33,6 @@ mod snippet;
 pub mod stage;
 mod timeline;
 
-pub use timeline::{partials_read_by, with_partials};
 mod window;
 
 use std::path::Path;
@@ -41,6 +41,7 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::common::DFSchema;
 use datafusion::logical_expr::ExprSchemable;
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use crate::diag::{Code, Diagnostic};
@@ -50,6 +51,33 @@ use crate::validate::{Catalog, Kind};
 pub use fuse::fuse;
 pub use snippet::PERIOD;
 pub use stage::{Scan, Stage};
+
+/// The plans that kpi's own tables in `plan` run (a timeline's partials, a lookup's
+/// source and looked-up tables), each with the heading `kpi explain` gives it.
+pub fn inner_plans(plan: &LogicalPlan) -> Vec<(String, LogicalPlan)> {
+    let mut out: Vec<(String, LogicalPlan)> = timeline::partials_read_by(plan)
+        .into_iter()
+        .map(|(t, p)| {
+            let heading = format!("SQL of the partials `{t}` merges along each key's timeline");
+            (heading, p)
+        })
+        .collect();
+    out.extend(lookup::read_by(plan));
+    out
+}
+
+/// `plan` and, after it, the plans of kpi's own tables it reads (and theirs): every
+/// plan whose tables a run of `plan` reads.
+pub fn with_partials(plan: &LogicalPlan) -> Vec<LogicalPlan> {
+    let mut all = vec![plan.clone()];
+    let mut i = 0;
+    while i < all.len() {
+        let inner = inner_plans(&all[i]);
+        all.extend(inner.into_iter().map(|(_, p)| p));
+        i += 1;
+    }
+    all
+}
 
 /// Diagnostics of a compilation step.
 type Diags = Vec<Diagnostic>;
@@ -94,7 +122,7 @@ pub async fn plan_time(
     };
     let mut used = relation::Used::default();
     used.add(time);
-    let rel = relation::build(ctx, root, cat, metric, agg, Some(&used)).await?;
+    let rel = relation::build(ctx, root, cat, metric, agg, Some(&used), false).await?;
     let e = snippet::plan(&ctx.state(), time, &rel.scope()).map_err(|d| vec![d])?;
     Ok((e, rel.plan))
 }
@@ -192,7 +220,7 @@ async fn check_all(catalog: &Catalog, root: &DataRoot) -> Vec<Diagnostic> {
         let Kind::Aggregate(agg) = &m.kind else {
             continue;
         };
-        let rel = match relation::build(&ctx, root, catalog, m, agg, None).await {
+        let rel = match relation::build(&ctx, root, catalog, m, agg, None, false).await {
             Ok(r) => r,
             Err(d) => {
                 diags.extend(d);

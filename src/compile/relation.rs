@@ -5,11 +5,10 @@
 use std::collections::HashSet;
 
 use datafusion::common::{Column, JoinType};
-use datafusion::functions_window::expr_fn::row_number;
-use datafusion::logical_expr::{Expr, ExprFunctionExt, LogicalPlan, LogicalPlanBuilder, col};
+use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder};
 use datafusion::prelude::SessionContext;
 
-use super::aggregate::{Split, aggregate_renamed};
+use super::lookup;
 use super::snippet::{self, Scope, columns_of};
 use super::{Diags, plan_error};
 use crate::diag::{Code, Diagnostic, did_you_mean};
@@ -93,7 +92,7 @@ fn declaration_span(
 }
 
 /// Scans table or model `name`, aliased `alias`.
-async fn scan(
+pub(super) async fn scan(
     ctx: &SessionContext,
     root: &DataRoot,
     cat: &Catalog,
@@ -213,6 +212,7 @@ pub async fn build(
     m: &Metric,
     agg: &Aggregate,
     used: Option<&Used>,
+    local: bool,
 ) -> Result<Relation, Diags> {
     let state = ctx.state();
     let alias = agg.source.clone();
@@ -225,133 +225,9 @@ pub async fn build(
         (m.file(), agg.source_span.clone()),
     )
     .await?;
-    // Lookups read the source alone. Each lookup's per-row values are joined back on the
-    // model's declared key, or else on a row number in a total order of every column: the
-    // source plan runs twice (once per side), and only a deterministic numbering matches
-    // up; rows equal in every column may swap numbers, which changes no result.
-    let mut keys: Vec<Expr> = Vec::new();
     if !agg.lookups.is_empty() {
-        let declared = cat
-            .model(&agg.source)
-            .map(|md| md.spec.key.clone())
-            .unwrap_or_default();
-        let own = columns_of(plan.schema(), &alias);
-        if !declared.is_empty() {
-            for k in &declared {
-                if !own.contains(&k.value) {
-                    let file = cat.model(&agg.source).map_or(m.file(), |md| md.spec.file);
-                    return Err(vec![
-                        Diagnostic::error(
-                            Code::UnknownColumn,
-                            format!("key column `{}` is not a column of `{alias}`", k.value),
-                        )
-                        .at(file, k.span.clone(), ""),
-                    ]);
-                }
-                keys.push(Expr::Column(Column::new(
-                    Some(alias.as_str()),
-                    k.value.as_str(),
-                )));
-            }
-        } else {
-            let order: Vec<_> = plan
-                .schema()
-                .columns()
-                .into_iter()
-                .map(|c| Expr::Column(c).sort(true, true))
-                .collect();
-            let rn = row_number()
-                .order_by(order)
-                .build()
-                .map_err(plan_error)?
-                .alias("__rid");
-            plan = LogicalPlanBuilder::from(plan)
-                .window(vec![rn])
-                .and_then(|b| b.alias(&alias))
-                .and_then(|b| b.build())
-                .map_err(plan_error)?;
-            keys.push(Expr::Column(Column::new(Some(alias.as_str()), "__rid")));
-        }
-        for (i, l) in agg.lookups.iter().enumerate() {
-            let other = scan(
-                ctx,
-                root,
-                cat,
-                &l.from,
-                &l.from,
-                (m.file(), l.from_span.clone()),
-            )
-            .await?;
-            let joined_schema = plan.schema().join(other.schema()).map_err(plan_error)?;
-            let own = columns_of(plan.schema(), &alias);
-            let on = snippet::plan(
-                &state,
-                &l.on,
-                &Scope {
-                    schema: &joined_schema,
-                    first: &alias,
-                    first_columns: &own,
-                    origins: None,
-                },
-            )
-            .map_err(|d| vec![d])?;
-            let joined = LogicalPlanBuilder::from(plan.clone())
-                .join_on(other.clone(), JoinType::Inner, vec![on])
-                .and_then(|b| b.build())
-                .map_err(plan_error)?;
-            let theirs = columns_of(other.schema(), &l.from);
-            let value = snippet::plan(
-                &state,
-                &l.value,
-                &Scope {
-                    schema: joined.schema(),
-                    first: &l.from,
-                    first_columns: &theirs,
-                    origins: None,
-                },
-            )
-            .map_err(|d| vec![d])?;
-            let split = Split::new(&value, "__v").map_err(plan_error)?;
-            let side = format!("__lookup{i}");
-            let group: Vec<Expr> = keys
-                .iter()
-                .enumerate()
-                .map(|(j, k)| k.clone().alias(format!("__k{j}")))
-                .collect();
-            let per_row = aggregate_renamed(
-                LogicalPlanBuilder::from(joined),
-                group,
-                split.aggregates.clone(),
-            )
-            .and_then(|b| b.alias(&side))
-            .and_then(|b| b.build())
-            .map_err(plan_error)?;
-            let keep: Vec<Expr> = plan
-                .schema()
-                .columns()
-                .into_iter()
-                .map(Expr::Column)
-                .collect();
-            let filled = split.post_filled().map_err(plan_error)?;
-            // The per-row aggregates come qualified by `side`; the formula reads them bare.
-            let filled = requalify(filled, &split.names, &side);
-            let mut exprs = keep;
-            exprs.push(filled.alias_qualified(Some(alias.as_str()), l.name.as_str()));
-            plan = LogicalPlanBuilder::from(plan)
-                .join_on(
-                    per_row,
-                    JoinType::Left,
-                    keys.iter().enumerate().map(|(j, k)| {
-                        k.clone().eq(Expr::Column(Column::new(
-                            Some(side.as_str()),
-                            format!("__k{j}"),
-                        )))
-                    }),
-                )
-                .and_then(|b| b.project(exprs))
-                .and_then(|b| b.build())
-                .map_err(plan_error)?;
-        }
+        let planned = lookup::planned(ctx, root, cat, m, agg, &plan, &alias).await?;
+        plan = lookup::with_lookups(cat, m, agg, plan, &alias, planned, local)?;
     }
     // The model's joins.
     if let Some(model) = cat.model(&agg.source) {
@@ -439,16 +315,4 @@ pub async fn build(
         own,
         origins,
     })
-}
-
-fn requalify(e: Expr, names: &[String], side: &str) -> Expr {
-    use datafusion::common::tree_node::{Transformed, TreeNode};
-    e.transform_up(|x| match &x {
-        Expr::Column(c) if c.relation.is_none() && names.contains(&c.name) => Ok(Transformed::yes(
-            col(Column::new(Some(side), c.name.as_str())),
-        )),
-        _ => Ok(Transformed::no(x)),
-    })
-    .map(|t| t.data)
-    .unwrap_or_else(|_| unreachable!("infallible rewrite"))
 }

@@ -317,7 +317,16 @@ pub async fn build(
         unreachable!("stages are built for aggregate metrics")
     };
     let used = used_columns(cat, agg, req);
-    let rel = relation::build(ctx, root, cat, m, agg, Some(&used)).await?;
+    let rel = relation::build(
+        ctx,
+        root,
+        cat,
+        m,
+        agg,
+        Some(&used),
+        req.in_process && !req.portable,
+    )
+    .await?;
     let p = plan_metric(ctx, cat, agg, &rel, req)?;
     let prefix = format!("{}__", ident(&m.name));
     // `empty:` needs to tell a period without rows from one whose formula is NULL.

@@ -60,11 +60,8 @@ pub async fn explain(
         };
         out.push_str(&format!("── {title}: {shape}\n\n"));
         out.push_str(&format!("SQL:\n{}\n\n", sql_of(&plan)));
-        for (table, partials) in crate::compile::partials_read_by(&plan) {
-            out.push_str(&format!(
-                "SQL of the partials `{table}` merges along each key's timeline:\n{}\n\n",
-                sql_of(&partials)
-            ));
+        for (heading, inner) in crate::compile::inner_plans(&plan) {
+            out.push_str(&format!("{heading}:\n{}\n\n", sql_of(&inner)));
         }
         // What `execute` does first: the repeated aggregation computed once.
         let ahead = std::time::Instant::now();

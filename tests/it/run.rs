@@ -448,6 +448,111 @@ fn lookups_over_a_multi_file_source_without_a_key() {
 }
 
 #[test]
+fn lookups_by_kpis_operator_and_by_the_join_plan() {
+    // Each lookup is a value per source row. Those with an equality between the sides
+    // run in kpi's operator (an integer key by value, a text key by hash); a lookup that
+    // reads another lookup's value, or has no equality, runs as the join plan. Lead 2
+    // has two rows (its key is not unique here): each gets its own value.
+    let lead = "source: leads\ntime: created_at\n";
+    let by_id = "activities.lead_id = leads.lead_id";
+    let metrics = [
+        (
+            "by_value.yaml",
+            format!(
+                "{lead}lookups:\n  n:\n    from: activities\n    on: {by_id} and activities.occurred_at >= leads.created_at\n    value: count(*)\nformula: sum(n)\n"
+            ),
+        ),
+        (
+            "by_hash.yaml",
+            format!(
+                "{lead}lookups:\n  v:\n    from: activities\n    on: leads.code = activities.code and activities.occurred_at >= leads.created_at\n    value: sum(n)\nformula: sum(v)\n"
+            ),
+        ),
+        (
+            "two.yaml",
+            format!(
+                "{lead}lookups:\n  web:\n    from: activities\n    on: {by_id} and leads.channel = 'web'\n    value: count(*)\n  late:\n    from: activities\n    on: {by_id}\n    value: max(n) filter (where occurred_at >= '2024-01-15')\nformula: sum(web) * 1000 + sum(late)\n"
+            ),
+        ),
+        (
+            "filtered.yaml",
+            format!(
+                "{lead}filter: channel = 'ads'\nlookups:\n  n:\n    from: activities\n    on: {by_id}\n    value: count(*)\nformula: sum(n)\n"
+            ),
+        ),
+        (
+            "chained.yaml",
+            format!(
+                "{lead}lookups:\n  a:\n    from: activities\n    on: {by_id}\n    value: count(*)\n  b:\n    from: activities\n    on: {by_id} and activities.n > leads.a\n    value: count(*)\nformula: sum(b)\n"
+            ),
+        ),
+        (
+            "no_equality.yaml",
+            format!(
+                "{lead}lookups:\n  n:\n    from: activities\n    on: activities.occurred_at >= leads.created_at\n    value: count(*)\nformula: sum(n)\n"
+            ),
+        ),
+    ];
+    let metrics: Vec<(&str, &str)> = metrics.iter().map(|(f, y)| (*f, y.as_str())).collect();
+    let f = Fixture::new(
+        &metrics,
+        &[
+            (
+                "leads.csv",
+                "lead_id,code,created_at,channel\n1,a,2024-01-01T00:00:00Z,web\n2,b,2024-01-02T00:00:00Z,web\n2,b,2024-01-20T00:00:00Z,ads\n,d,2024-01-04T00:00:00Z,web\n",
+            ),
+            (
+                "activities.csv",
+                "lead_id,code,occurred_at,n\n1,a,2024-01-01T01:00:00Z,1\n1,a,2023-12-31T00:00:00Z,2\n2,b,2024-01-10T00:00:00Z,3\n2,b,2024-01-25T00:00:00Z,4\n,d,2024-01-05T00:00:00Z,6\n",
+            ),
+        ],
+    );
+    let names = [
+        "by_value",
+        "by_hash",
+        "two",
+        "filtered",
+        "chained",
+        "no_equality",
+    ];
+    // by_value: lead 1 (1 Jan 00:00) has activity 1 (01:00), not 2 (31 Dec): 1; lead 2's
+    //   row of 2 Jan has activities 3 and 4: 2, its row of 20 Jan only 4: 1; the lead
+    //   without an id matches nothing, not even the activity without one: 0. 1+2+1+0 = 4.
+    // by_hash (on code, written source side last): a -> n 1; b (2 Jan) -> 3 + 4; b (20
+    //   Jan) -> 4; d -> 6 (its NULL id does not matter). 1 + 7 + 4 + 6 = 18.
+    // two: web rows' activities: lead 1 two, lead 2 (2 Jan) two, the ads row none: 4;
+    //   late (from 15 Jan): only activity 4 (n 4), for both rows of lead 2: 8. 4008.
+    // filtered: only the ads row (lead 2, 20 Jan) is read; lead 2 has 2 activities: 2.
+    // chained: a = 2, 2, 2, 0 activities; b counts those with n > a: lead 1 (n 1, 2)
+    //   none, each row of lead 2 (n 3, 4) two: 4.
+    // no_equality: activities at or after each row's creation: 1 Jan -> 1, 3, 4, 5
+    //   (4); 2 Jan -> 3, 4, 5 (3); 20 Jan -> 4 (1); 4 Jan -> 3, 4, 5 (3). 11.
+    let expected = vec!["2024-01-01", "4", "18", "4008", "2", "4", "11"];
+    let range = ["--from", "2024-01-01", "--to", "2024-02-01"];
+    for extra in [&[][..], &["--threads", "1"], &["--memory-limit", "64MiB"]] {
+        let args = [&names[..], &range, extra].concat();
+        let rows = f.rows(&args);
+        assert_eq!(rows[1], expected, "{extra:?}");
+    }
+    for (name, operator) in [
+        ("by_value", true),
+        ("by_hash", true),
+        ("two", true),
+        ("filtered", true),
+        ("chained", false),
+        ("no_equality", false),
+    ] {
+        let (code, out, err) = f.kpi("explain", &[&[name][..], &range].concat());
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(
+            out.contains(&format!("FROM __lookups_{name} AS leads")),
+            operator,
+            "{name}: {out}"
+        );
+    }
+}
+
+#[test]
 fn json_jsonl_and_parquet_outputs_keep_nulls_and_full_precision() {
     let f = sales();
     let args = [

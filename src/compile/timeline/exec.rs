@@ -580,16 +580,3 @@ pub fn partials_read_by(plan: &LogicalPlan) -> Vec<(String, LogicalPlan)> {
     });
     found
 }
-
-/// `plan` and, after it, the partials of every timeline table it reads (and theirs):
-/// every plan whose tables a run of `plan` reads.
-pub fn with_partials(plan: &LogicalPlan) -> Vec<LogicalPlan> {
-    let mut all = vec![plan.clone()];
-    let mut i = 0;
-    while i < all.len() {
-        let inner = partials_read_by(&all[i]);
-        all.extend(inner.into_iter().map(|(_, p)| p));
-        i += 1;
-    }
-    all
-}

@@ -25,7 +25,7 @@ mod exec;
 mod runs;
 mod states;
 
-pub use exec::{partials_read_by, with_partials};
+pub use exec::partials_read_by;
 
 use std::sync::Arc;
 
