@@ -346,6 +346,9 @@ impl Run {
             Some(a) => a,
             None => side.accumulators(rows as usize)?,
         };
+        // Counted once merged: a pool too small for them fails here, naming the
+        // operator, rather than the process growing past the limit.
+        reservation.try_grow(accumulators.iter().map(|a| a.size()).sum())?;
         let mut results = Vec::with_capacity(accumulators.len());
         for a in &mut accumulators {
             results.push(a.evaluate(EmitTo::All)?);
