@@ -441,3 +441,62 @@ fn a_parquet_footer_that_panics_the_reader_is_an_error_naming_the_file() {
         "{err}"
     );
 }
+
+#[test]
+fn a_looked_up_table_far_smaller_than_its_source_is_held_and_the_source_streamed() {
+    // Parquet gives row counts, and 4 deals against 40 leads is small enough for the
+    // lookup operator to hold the deals and stream the leads past them.
+    let f = Fixture::new(
+        &[(
+            "won.yaml",
+            "source: leads\ntime: created_at\nfilter: lead_id <= 20\nlookups:\n  won:\n    from: deals\n    on: deals.lead_id = leads.lead_id and deals.status = 'won' and deals.closed_at >= leads.created_at\n    value: count(*)\n  best:\n    from: deals\n    on: leads.lead_id = deals.lead_id\n    value: max(amount)\nformula: sum(won) * 100 + count(*) filter (where won > 0) + coalesce(sum(best), 0) / 1000\n",
+        )],
+        &[],
+    );
+    let hour = 3_600_000_000i64;
+    let at = |v: Vec<i64>| -> ArrayRef {
+        Arc::new(TimestampMicrosecondArray::from(v).with_timezone("UTC"))
+    };
+    write_parquet(
+        &f.dir.path().join("data/leads/part-0.parquet"),
+        vec![
+            ("lead_id", Arc::new(Int64Array::from_iter_values(1..=40))),
+            (
+                "created_at",
+                at((0..40).map(|i| micros("2024-01-01") + i * hour).collect()),
+            ),
+        ],
+    );
+    write_parquet(
+        &f.dir.path().join("data/deals/part-0.parquet"),
+        vec![
+            ("lead_id", Arc::new(Int64Array::from(vec![1, 1, 7, 30]))),
+            ("status", strings(&["won", "won", "lost", "won"])),
+            (
+                "closed_at",
+                at(vec![
+                    micros("2024-01-05"),
+                    micros("2024-01-10"),
+                    micros("2024-01-03"),
+                    micros("2024-01-04"),
+                ]),
+            ),
+            (
+                "amount",
+                Arc::new(Float64Array::from(vec![500.0, 2500.0, 1000.0, 9000.0])),
+            ),
+        ],
+    );
+    let range = ["--from", "2024-01-01", "--to", "2024-02-01"];
+    // Leads 1..20 are read (lead 30 and its deal are filtered out with it). won: lead 1
+    // has two won deals after its creation, lead 7 one lost: sum 2, one lead with a win.
+    // best: lead 1's largest deal 2500, lead 7's 1000: 3500 / 1000 = 3.5.
+    // 2 * 100 + 1 + 3.5 = 204.5.
+    for extra in [&[][..], &["--threads", "1"], &["--threads", "3"]] {
+        let rows = f.rows(&[&range[..], extra].concat());
+        assert_eq!(rows[1], ["2024-01-01", "204.5"], "{extra:?}");
+    }
+    let (code, out, err) = f.kpi("explain", &[&["--physical"][..], &range].concat());
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("held=lookups"), "{out}");
+}

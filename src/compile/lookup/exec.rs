@@ -7,7 +7,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 
 use datafusion::arrow::array::RecordBatchOptions;
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, UInt32Array};
 use datafusion::arrow::compute::{
     concat_batches, filter, filter_record_batch, prep_null_mask_filter, take,
 };
@@ -24,6 +24,7 @@ use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::metrics::{
     BaselineMetrics, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet,
 };
+use datafusion::physical_plan::statistics::{StatisticsArgs, StatisticsContext};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, Partitioning,
@@ -82,9 +83,35 @@ struct Held {
 /// Appends each lookup's value to the source rows (see the module doc).
 pub struct LookupExec {
     run: Arc<Run>,
+    /// Whether the looked-up tables are held and the source streamed past them, which
+    /// the statistics choose when every looked-up table is the far smaller; else the
+    /// source is held and the looked-up tables streamed.
+    holds_lookups: bool,
     properties: Arc<PlanProperties>,
-    /// The one computation every output partition reads its share of.
+    /// The one computation every output partition reads its share of, or, holding the
+    /// looked-up tables, their hash tables.
     computed: Mutex<Option<Computed>>,
+    held: Mutex<Option<HeldLookups>>,
+}
+
+type HeldLookups = Shared<BoxFuture<'static, Result<Arc<Lookups>, Arc<DataFusionError>>>>;
+
+/// Row count estimates must put a looked-up table below the source by this factor for
+/// the operator to hold it instead of the source.
+const SMALLER_BY: usize = 4;
+
+/// The looked-up tables, held, with the memory they take.
+struct Lookups {
+    sides: Vec<HeldSide>,
+    _reservation: MemoryReservation,
+}
+
+/// One looked-up table held: its rows' keys in a hash table, and the columns a matched
+/// pair's row takes of it.
+struct HeldSide {
+    keys: Vec<ArrayRef>,
+    chains: Chains,
+    columns: Vec<ArrayRef>,
 }
 
 impl fmt::Debug for LookupExec {
@@ -106,9 +133,14 @@ impl LookupExec {
         schema: SchemaRef,
         partitions: usize,
     ) -> LookupExec {
+        let holds_lookups = far_smaller(&source, &others);
+        let partitions = match holds_lookups {
+            true => source.output_partitioning().partition_count(),
+            false => partitions.max(1),
+        };
         let properties = PlanProperties::new(
             EquivalenceProperties::new(schema.clone()),
-            Partitioning::UnknownPartitioning(partitions.max(1)),
+            Partitioning::UnknownPartitioning(partitions),
             EmissionType::Final,
             Boundedness::Bounded,
         );
@@ -121,9 +153,25 @@ impl LookupExec {
                 schema,
                 metrics: ExecutionPlanMetricsSet::new(),
             }),
+            holds_lookups,
             properties: Arc::new(properties),
             computed: Mutex::new(None),
+            held: Mutex::new(None),
         }
+    }
+
+    fn held(&self, ctx: Arc<TaskContext>) -> HeldLookups {
+        let mut slot = self
+            .held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        slot.get_or_insert_with(|| {
+            let run = self.run.clone();
+            async move { run.hold_lookups(ctx).await.map(Arc::new).map_err(Arc::new) }
+                .boxed()
+                .shared()
+        })
+        .clone()
     }
 
     fn computed(&self, ctx: Arc<TaskContext>) -> Computed {
@@ -155,9 +203,13 @@ impl DisplayAs for LookupExec {
                     .map(|(a, b)| format!("{a} = {b}"))
             })
             .collect();
+        let held = match self.holds_lookups {
+            true => "lookups",
+            false => "source",
+        };
         write!(
             f,
-            "LookupExec: lookups=[{}], on=[{}]",
+            "LookupExec: lookups=[{}], on=[{}], held={held}",
             names.join(", "),
             keys.join(", ")
         )
@@ -213,6 +265,9 @@ impl ExecutionPlan for LookupExec {
         partition: usize,
         context: Arc<TaskContext>,
     ) -> DfResult<SendableRecordBatchStream> {
+        if self.holds_lookups {
+            return self.streamed(partition, context);
+        }
         let computed = self.computed(context);
         let every = self.properties.output_partitioning().partition_count();
         let baseline = BaselineMetrics::new(&self.run.metrics, partition);
@@ -238,6 +293,56 @@ impl ExecutionPlan for LookupExec {
     fn metrics(&self) -> Option<MetricsSet> {
         Some(self.run.metrics.clone_inner())
     }
+}
+
+impl LookupExec {
+    /// Source partition `partition`, each batch with its lookup values.
+    fn streamed(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> DfResult<SendableRecordBatchStream> {
+        let held = self.held(context.clone());
+        let source = self.run.source.execute(partition, context)?;
+        let baseline = BaselineMetrics::new(&self.run.metrics, partition);
+        let run = self.run.clone();
+        let batches = source
+            .and_then(move |batch| {
+                let (held, run, baseline) = (held.clone(), run.clone(), baseline.clone());
+                async move {
+                    let held = held.await.map_err(DataFusionError::Shared)?;
+                    let timer = baseline.elapsed_compute().timer();
+                    let out = run.extended(&batch, &held);
+                    timer.done();
+                    out
+                }
+            })
+            .inspect_ok({
+                let baseline = BaselineMetrics::new(&self.run.metrics, partition);
+                move |b| baseline.record_output(b.num_rows())
+            });
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            self.run.schema.clone(),
+            batches,
+        )))
+    }
+}
+
+/// Whether the statistics estimate every looked-up table at under a [`SMALLER_BY`]th of
+/// the source's rows; unknown counts (CSV) say no.
+fn far_smaller(source: &Arc<dyn ExecutionPlan>, others: &[Arc<dyn ExecutionPlan>]) -> bool {
+    let rows = |p: &Arc<dyn ExecutionPlan>| {
+        StatisticsContext::new()
+            .compute(p.as_ref(), &StatisticsArgs::new())
+            .ok()
+            .and_then(|s| s.num_rows.get_value().copied())
+    };
+    let Some(source) = rows(source) else {
+        return false;
+    };
+    others
+        .iter()
+        .all(|o| rows(o).is_some_and(|r| r.saturating_mul(SMALLER_BY) < source))
 }
 
 /// The operator's inputs and what it computes of them, shared with the computation so
@@ -295,6 +400,66 @@ impl Run {
         })
     }
 
+    /// Each looked-up table, collected and indexed by its keys.
+    async fn hold_lookups(self: Arc<Self>, ctx: Arc<TaskContext>) -> DfResult<Lookups> {
+        let reservation = MemoryConsumer::new("LookupExec").register(ctx.memory_pool());
+        let mut sides = Vec::with_capacity(self.sides.len());
+        for (side, other) in self.sides.iter().zip(&self.others) {
+            let batches = collect(other.clone(), ctx.clone()).await?;
+            let rows = concat_batches(&other.schema(), &batches)?;
+            drop(batches);
+            let Ok(n) = u32::try_from(rows.num_rows()) else {
+                return internal_err!("a lookup holds at most {} rows", u32::MAX);
+            };
+            let keys = evaluate(&side.other_keys, &rows)?;
+            let chains = Chains::build(&keys, n)?;
+            let columns = taken_columns(&rows, &side.other_take);
+            reservation.try_grow(rows.get_array_memory_size() + chains.size())?;
+            sides.push(HeldSide {
+                keys,
+                chains,
+                columns,
+            });
+        }
+        Ok(Lookups {
+            sides,
+            _reservation: reservation,
+        })
+    }
+
+    /// `batch` of the source with each lookup's value, from the held looked-up tables.
+    fn extended(&self, batch: &RecordBatch, held: &Lookups) -> DfResult<RecordBatch> {
+        let rows = batch.num_rows();
+        let mut values = Vec::with_capacity(self.sides.len());
+        for (side, h) in self.sides.iter().zip(&held.sides) {
+            let keys = evaluate(&side.source_keys, batch)?;
+            let (source_rows, other_rows) = h.chains.matches(&h.keys, &keys)?;
+            let mut accumulators = side.accumulators(rows)?;
+            let source = taken_columns(batch, &side.source_take);
+            feed(
+                side,
+                (&source, source_rows),
+                (&h.columns, other_rows),
+                &mut accumulators,
+                rows,
+            )?;
+            values.push(side.value_of(accumulators, rows)?);
+        }
+        let columns = self
+            .outputs
+            .iter()
+            .map(|o| match o {
+                Out::Source(c) => batch.column(*c).clone(),
+                Out::Lookup(s) => values[*s].clone(),
+            })
+            .collect();
+        Ok(RecordBatch::try_new_with_options(
+            self.schema.clone(),
+            columns,
+            &RecordBatchOptions::new().with_row_count(Some(rows)),
+        )?)
+    }
+
     /// The value of side `i` for every source row.
     async fn look_up(
         &self,
@@ -342,23 +507,14 @@ impl Run {
                 }
             });
         }
-        let mut accumulators = match merged {
+        let accumulators = match merged {
             Some(a) => a,
             None => side.accumulators(rows as usize)?,
         };
         // Counted once merged: a pool too small for them fails here, naming the
         // operator, rather than the process growing past the limit.
         reservation.try_grow(accumulators.iter().map(|a| a.size()).sum())?;
-        let mut results = Vec::with_capacity(accumulators.len());
-        for a in &mut accumulators {
-            results.push(a.evaluate(EmitTo::All)?);
-        }
-        let results = RecordBatch::try_new_with_options(
-            side.results.clone(),
-            results,
-            &RecordBatchOptions::new().with_row_count(Some(rows as usize)),
-        )?;
-        side.value.evaluate(&results)?.into_array(rows as usize)
+        side.value_of(accumulators, rows as usize)
     }
 }
 
@@ -406,41 +562,83 @@ impl Probe {
             if probe_rows.is_empty() {
                 continue;
             }
-            let mut columns: Vec<ArrayRef> = Vec::with_capacity(side.joined.fields().len());
-            for c in self.source.iter() {
-                columns.push(take(c, &build_rows, None)?);
-            }
-            for &c in &side.other_take {
-                columns.push(take(batch.column(c), &probe_rows, None)?);
-            }
-            let options = RecordBatchOptions::new().with_row_count(Some(probe_rows.len()));
-            let mut joined =
-                RecordBatch::try_new_with_options(side.joined.clone(), columns, &options)?;
-            let mut build_rows = build_rows;
-            if let Some(residual) = &side.residual {
-                let admitted = admitted(residual, &joined)?;
-                joined = filter_record_batch(&joined, &admitted)?;
-                build_rows = filter(&build_rows, &admitted)?.as_primitive().clone();
-            }
-            matched.add(joined.num_rows());
-            let groups: Vec<usize> = build_rows.values().iter().map(|&r| r as usize).collect();
-            for ((aggregate, only), acc) in side.aggregates.iter().zip(&mut accumulators) {
-                let args = evaluate(&aggregate.expressions(), &joined)?;
-                // Always a filter: without one, an accumulator may take every group
-                // below `rows` as seen (the contract of a hash aggregate's groups,
-                // each of which has a row), and a source row without a match has none.
-                let only = match only {
-                    Some(f) => admitted(f, &joined)?,
-                    None => BooleanArray::from(vec![true; joined.num_rows()]),
-                };
-                acc.update_batch(&args, &groups, Some(&only), rows)?;
-            }
+            let other = taken_columns(&batch, &side.other_take);
+            let n = feed(
+                side,
+                (&self.source, build_rows),
+                (&other, probe_rows),
+                &mut accumulators,
+                rows,
+            )?;
+            matched.add(n);
         }
         Ok(accumulators)
     }
 }
 
+/// Feeds the matched pairs, each a row of `source` and a row of `other` (the columns
+/// a pair's row takes of each, and the rows matched), that the rest of the condition
+/// admits to `accumulators`, grouped by their source row; the number fed.
+fn feed(
+    side: &Side,
+    source: (&[ArrayRef], UInt32Array),
+    other: (&[ArrayRef], UInt32Array),
+    accumulators: &mut [Box<dyn GroupsAccumulator>],
+    groups: usize,
+) -> DfResult<usize> {
+    let (source, mut source_rows) = source;
+    let (other, other_rows) = other;
+    if source_rows.is_empty() {
+        return Ok(0);
+    }
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(side.joined.fields().len());
+    for c in source {
+        columns.push(take(c, &source_rows, None)?);
+    }
+    for c in other {
+        columns.push(take(c, &other_rows, None)?);
+    }
+    let options = RecordBatchOptions::new().with_row_count(Some(source_rows.len()));
+    let mut joined = RecordBatch::try_new_with_options(side.joined.clone(), columns, &options)?;
+    if let Some(residual) = &side.residual {
+        let admitted = admitted(residual, &joined)?;
+        joined = filter_record_batch(&joined, &admitted)?;
+        source_rows = filter(&source_rows, &admitted)?.as_primitive().clone();
+    }
+    let group_of: Vec<usize> = source_rows.values().iter().map(|&r| r as usize).collect();
+    for ((aggregate, only), acc) in side.aggregates.iter().zip(accumulators) {
+        let args = evaluate(&aggregate.expressions(), &joined)?;
+        // Always a filter: without one, an accumulator may take every group below
+        // `groups` as seen (the contract of a hash aggregate's groups, each of which has
+        // a row), and a source row without a match has none.
+        let only = match only {
+            Some(f) => admitted(f, &joined)?,
+            None => BooleanArray::from(vec![true; joined.num_rows()]),
+        };
+        acc.update_batch(&args, &group_of, Some(&only), groups)?;
+    }
+    Ok(joined.num_rows())
+}
+
 impl Side {
+    /// The value for each of `rows` source rows, from the accumulators of its matches.
+    fn value_of(
+        &self,
+        mut accumulators: Vec<Box<dyn GroupsAccumulator>>,
+        rows: usize,
+    ) -> DfResult<ArrayRef> {
+        let mut results = Vec::with_capacity(accumulators.len());
+        for a in &mut accumulators {
+            results.push(a.evaluate(EmitTo::All)?);
+        }
+        let results = RecordBatch::try_new_with_options(
+            self.results.clone(),
+            results,
+            &RecordBatchOptions::new().with_row_count(Some(rows)),
+        )?;
+        self.value.evaluate(&results)?.into_array(rows)
+    }
+
     /// Fresh accumulators of the value's aggregates, sized to `rows` groups, so that
     /// each evaluates to one value per source row even when nothing matched.
     fn accumulators(&self, rows: usize) -> DfResult<Vec<Box<dyn GroupsAccumulator>>> {
