@@ -205,10 +205,12 @@ async fn bad_value(
     None
 }
 
-/// The tables a plan scans, with their paths, for error messages.
+/// The tables a plan scans, with their paths, for error messages; kpi's own tables
+/// (`__timeline_…`, `__lookups_…`) are left out, as the tables they read are named.
 fn sources(plan: &LogicalPlan, root: &DataRoot) -> String {
     scanned(plan)
         .iter()
+        .filter(|n| root.tables.contains_key(*n) || !n.starts_with("__"))
         .map(|n| match root.tables.get(n) {
             Some(e) => format!("table `{n}` at {}", e.path.display()),
             None => format!("table `{n}`"),

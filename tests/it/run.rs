@@ -553,6 +553,40 @@ fn lookups_by_kpis_operator_and_by_the_join_plan() {
 }
 
 #[test]
+fn a_lookup_past_the_memory_limit_fails_naming_the_metric_and_the_operator() {
+    // 30,000 source rows of two 8-byte columns are about 470 KB: more than a 256 KiB pool.
+    let leads: String = std::iter::once("lead_id,created_at\n".to_string())
+        .chain((0..30_000).map(|i| format!("{i},2024-01-01T00:00:00Z\n")))
+        .collect();
+    let f = Fixture::new(
+        &[(
+            "touched.yaml",
+            "source: leads\ntime: created_at\nlookups:\n  n:\n    from: activities\n    on: activities.lead_id = leads.lead_id\n    value: count(*)\nformula: sum(n)\n",
+        )],
+        &[
+            ("leads.csv", leads.as_str()),
+            ("activities.csv", "lead_id,at\n1,2024-01-01T00:00:00Z\n"),
+        ],
+    );
+    let range = ["--from", "2024-01-01", "--to", "2024-02-01"];
+    let (code, out, err) = f.run(&[&range[..], &["--memory-limit", "256KiB"]].concat());
+    assert_eq!(code, 2, "{err}");
+    assert!(out.is_empty(), "{out}");
+    for part in [
+        "computing `touched` needs more memory than the limit allows",
+        "LookupExec",
+        "raise --memory-limit",
+        "table `leads` at data/leads.csv",
+    ] {
+        assert!(err.contains(part), "{part}: {err}");
+    }
+    assert!(!err.contains("__lookups_touched"), "{err}");
+    // With room, lead 1's one activity: 1.
+    let rows = f.rows(&[&range[..], &["--memory-limit", "64MiB"]].concat());
+    assert_eq!(rows[1], ["2024-01-01", "1"]);
+}
+
+#[test]
 fn json_jsonl_and_parquet_outputs_keep_nulls_and_full_precision() {
     let f = sales();
     let args = [

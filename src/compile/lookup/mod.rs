@@ -14,6 +14,7 @@
 
 mod chains;
 mod exec;
+mod run;
 mod table;
 
 use datafusion::common::{Column, DFSchema, JoinType};
