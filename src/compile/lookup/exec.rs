@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::tree_node::TreeNodeRecursion;
-use datafusion::common::{DataFusionError, Result as DfResult, internal_err};
+use datafusion::common::{DataFusionError, Result as DfResult, SharedResult, internal_err};
 use datafusion::execution::TaskContext;
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
@@ -62,7 +62,8 @@ pub enum Out {
     Lookup(usize),
 }
 
-type Computed = Shared<BoxFuture<'static, Result<Arc<Held>, Arc<DataFusionError>>>>;
+/// A computation every output partition awaits, run once.
+type Once<T> = Shared<BoxFuture<'static, SharedResult<Arc<T>>>>;
 
 /// Appends each lookup's value to the source rows (see the module doc).
 pub struct LookupExec {
@@ -74,11 +75,9 @@ pub struct LookupExec {
     properties: Arc<PlanProperties>,
     /// The one computation every output partition reads its share of, or, holding the
     /// looked-up tables, their hash tables.
-    computed: Mutex<Option<Computed>>,
-    held: Mutex<Option<HeldLookups>>,
+    computed: Mutex<Option<Once<Held>>>,
+    held: Mutex<Option<Once<Lookups>>>,
 }
-
-type HeldLookups = Shared<BoxFuture<'static, Result<Arc<Lookups>, Arc<DataFusionError>>>>;
 
 /// Row count estimates must put a looked-up table below the source by this factor for
 /// the operator to hold it instead of the source.
@@ -130,33 +129,34 @@ impl LookupExec {
         }
     }
 
-    fn held(&self, ctx: Arc<TaskContext>) -> HeldLookups {
-        let mut slot = self
-            .held
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        slot.get_or_insert_with(|| {
-            let run = self.run.clone();
-            async move { run.hold_lookups(ctx).await.map(Arc::new).map_err(Arc::new) }
-                .boxed()
-                .shared()
-        })
-        .clone()
+    fn held(&self, ctx: Arc<TaskContext>) -> Once<Lookups> {
+        let run = self.run.clone();
+        once(&self.held, || run.hold_lookups(ctx))
     }
 
-    fn computed(&self, ctx: Arc<TaskContext>) -> Computed {
-        let mut slot = self
-            .computed
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        slot.get_or_insert_with(|| {
-            let run = self.run.clone();
-            async move { run.compute(ctx).await.map(Arc::new).map_err(Arc::new) }
-                .boxed()
-                .shared()
-        })
-        .clone()
+    fn computed(&self, ctx: Arc<TaskContext>) -> Once<Held> {
+        let run = self.run.clone();
+        once(&self.computed, || run.compute(ctx))
     }
+}
+
+/// The computation in `slot`, started by `start` on first use: every output partition
+/// awaits the same one.
+fn once<T, F>(slot: &Mutex<Option<Once<T>>>, start: impl FnOnce() -> F) -> Once<T>
+where
+    T: Send + Sync + 'static,
+    F: std::future::Future<Output = DfResult<T>> + Send + 'static,
+{
+    let mut slot = slot
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    slot.get_or_insert_with(|| {
+        let f = start();
+        async move { f.await.map(Arc::new).map_err(Arc::new) }
+            .boxed()
+            .shared()
+    })
+    .clone()
 }
 
 impl DisplayAs for LookupExec {

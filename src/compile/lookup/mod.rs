@@ -214,7 +214,7 @@ fn joined(
             .collect();
         let filled = l.split.post_filled().map_err(plan_error)?;
         // The per-row aggregates come qualified by `side`; the formula reads them bare.
-        let filled = requalify(filled, &l.split.names, &side);
+        let filled = qualified(filled, &side, |n| l.split.names.iter().any(|m| m == n));
         let mut exprs = keep;
         exprs.push(filled.alias_qualified(Some(alias), l.name.as_str()));
         plan = LogicalPlanBuilder::from(plan)
@@ -235,11 +235,13 @@ fn joined(
     Ok(plan)
 }
 
-fn requalify(e: Expr, names: &[String], side: &str) -> Expr {
+/// `e` with its bare columns that `owns` names qualified by `qualifier` (as
+/// [`crate::sql::qualify`] does to SQL text).
+fn qualified(e: Expr, qualifier: &str, owns: impl Fn(&str) -> bool) -> Expr {
     use datafusion::common::tree_node::{Transformed, TreeNode};
     e.transform_up(|x| match &x {
-        Expr::Column(c) if c.relation.is_none() && names.contains(&c.name) => Ok(Transformed::yes(
-            datafusion::logical_expr::col(Column::new(Some(side), c.name.as_str())),
+        Expr::Column(c) if c.relation.is_none() && owns(&c.name) => Ok(Transformed::yes(
+            Expr::Column(Column::new(Some(qualifier), c.name.as_str())),
         )),
         _ => Ok(Transformed::no(x)),
     })

@@ -323,14 +323,15 @@ fn feed(
         source_rows = filter(&source_rows, &admitted)?.as_primitive().clone();
     }
     let group_of: Vec<usize> = source_rows.values().iter().map(|&r| r as usize).collect();
+    // Always a filter: without one, an accumulator may take every group below `groups`
+    // as seen (the contract of a hash aggregate's groups, each of which has a row), and
+    // a source row without a match has none.
+    let every = BooleanArray::from(vec![true; joined.num_rows()]);
     for ((aggregate, only), acc) in side.aggregates.iter().zip(accumulators) {
         let args = evaluate(&aggregate.expressions(), &joined)?;
-        // Always a filter: without one, an accumulator may take every group below
-        // `groups` as seen (the contract of a hash aggregate's groups, each of which has
-        // a row), and a source row without a match has none.
         let only = match only {
             Some(f) => admitted(f, &joined)?,
-            None => BooleanArray::from(vec![true; joined.num_rows()]),
+            None => every.clone(),
         };
         acc.update_batch(&args, &group_of, Some(&only), groups)?;
     }

@@ -24,8 +24,8 @@ use datafusion::optimizer::simplify_expressions::ExprSimplifier;
 use datafusion::physical_expr::aggregate::LoweredAggregateBuilder;
 use datafusion::physical_plan::ExecutionPlan;
 
-use super::Planned;
 use super::exec::{Aggregate, LookupExec, Out, Side};
+use super::{Planned, qualified};
 use crate::compile::aggregate::Split;
 
 /// The type of a lookup's value, over the rows `joined` of the source and the other
@@ -158,26 +158,25 @@ fn split_on(on: &Expr, own: &DFSchema, other: &DFSchema) -> Option<Split3> {
         let refs = e.column_refs();
         !refs.is_empty() && refs.iter().all(|c| s.has_column(c))
     };
+    // An equality of the two sides, the source's expression first, written either way.
+    let pair = |c: &Expr| match c {
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::Eq,
+            right,
+        }) => [(left, right), (right, left)]
+            .into_iter()
+            .find(|(a, b)| only(a, own) && only(b, other))
+            .map(|(a, b)| (a.as_ref().clone(), b.as_ref().clone())),
+        _ => None,
+    };
     for c in split_conjunction(on) {
-        match c {
-            Expr::BinaryExpr(BinaryExpr {
-                left,
-                op: Operator::Eq,
-                right,
-            }) if only(left, own) && only(right, other) => {
-                out.pairs
-                    .push((left.as_ref().clone(), right.as_ref().clone()));
-            }
-            Expr::BinaryExpr(BinaryExpr {
-                left,
-                op: Operator::Eq,
-                right,
-            }) if only(right, own) && only(left, other) => {
-                out.pairs
-                    .push((right.as_ref().clone(), left.as_ref().clone()));
-            }
-            c if only(c, other) && !c.is_volatile() => out.other_only.push(c.clone()),
-            c => out.residual.push(c.clone()),
+        if let Some(p) = pair(c) {
+            out.pairs.push(p);
+        } else if only(c, other) && !c.is_volatile() {
+            out.other_only.push(c.clone());
+        } else {
+            out.residual.push(c.clone());
         }
     }
     (!out.pairs.is_empty()).then_some(out)
@@ -372,7 +371,10 @@ impl TableProvider for Looked {
             needed.extend(positions(l.pair_reads(), own));
         }
         let mut source = LogicalPlanBuilder::from(self.source.clone());
-        let pushed = filters.iter().map(|f| requalified(f.clone(), &self.alias));
+        // The planner hands a scan its filters unqualified.
+        let pushed = filters
+            .iter()
+            .map(|f| qualified(f.clone(), &self.alias, |_| true));
         if let Some(p) = conjunction(pushed) {
             source = source.filter(p)?;
         }
@@ -463,19 +465,4 @@ fn sql(e: &Expr) -> String {
         e => e,
     };
     datafusion::sql::unparser::expr_to_sql(e).map_or_else(|_| e.to_string(), |s| s.to_string())
-}
-
-/// `e` with its bare columns qualified by `alias`: the planner hands a scan its filters
-/// unqualified.
-fn requalified(e: Expr, alias: &str) -> Expr {
-    use datafusion::common::tree_node::{Transformed, TreeNode};
-    e.transform_up(|x| match &x {
-        Expr::Column(c) if c.relation.is_none() => Ok(Transformed::yes(Expr::Column(Column::new(
-            Some(alias),
-            c.name.as_str(),
-        )))),
-        _ => Ok(Transformed::no(x)),
-    })
-    .map(|t| t.data)
-    .unwrap_or_else(|_| unreachable!("infallible rewrite"))
 }
