@@ -18,6 +18,7 @@
 mod aggregate;
 pub mod assemble;
 pub mod bucket;
+mod dense;
 mod distinct;
 pub mod exact;
 pub mod functions;

@@ -18,6 +18,7 @@
 //! and the optimized plan in `kpi explain` shows the bitmap count where it is used.
 
 mod set;
+mod text;
 
 use std::sync::Arc;
 
@@ -35,6 +36,7 @@ use datafusion::logical_expr::{
 use datafusion::optimizer::AnalyzerRule;
 
 use set::{DistinctGroups, OneGroup};
+use text::{Texts, is_text};
 
 /// What a bitmap aggregate gives of each group's set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -58,6 +60,9 @@ pub struct DistinctCount {
     /// Whether the arguments are a tuple (NULL counts) rather than one value.
     tuple: bool,
     role: Role,
+    /// For a count of texts, the numbers its texts are counted as ([`text`]); two
+    /// counts of texts are the same aggregate only with the same numbering.
+    texts: Option<Arc<Texts>>,
 }
 
 impl DistinctCount {
@@ -66,6 +71,7 @@ impl DistinctCount {
             signature: Signature::user_defined(Volatility::Immutable),
             tuple,
             role,
+            texts: None,
         }
     }
 }
@@ -77,6 +83,22 @@ pub fn call(role: Role, tuple: bool, args: Vec<Expr>, filter: Option<Box<Expr>>)
     Expr::AggregateFunction(AggregateFunction::new_udf(
         Arc::new(udaf),
         args,
+        false,
+        filter,
+        vec![],
+        None,
+    ))
+}
+
+/// A call of the bitmap count of the distinct non-NULL texts `arg`, under `filter`,
+/// with a numbering of its own.
+fn count_of_texts(arg: Expr, filter: Option<Box<Expr>>) -> Expr {
+    let mut count = DistinctCount::new(false, Role::Count);
+    count.texts = Some(Texts::shared());
+    let udaf = AggregateUDF::new_from_impl(count);
+    Expr::AggregateFunction(AggregateFunction::new_udf(
+        Arc::new(udaf),
+        vec![arg],
         false,
         filter,
         vec![],
@@ -125,11 +147,12 @@ impl AggregateUDFImpl for DistinctCount {
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
         let ok = match (self.role, self.tuple) {
             (Role::Union, _) => matches!(arg_types, [t] if t == &set_type()),
+            _ if self.texts.is_some() => matches!(arg_types, [t] if is_text(t)),
             (_, true) => (2..=8).contains(&arg_types.len()) && arg_types.iter().all(integer),
             (_, false) => matches!(arg_types, [t] if integer(t)),
         };
         if !ok {
-            return plan_err!("{} takes integers, got {arg_types:?}", self.name());
+            return plan_err!("{} takes integers or texts, got {arg_types:?}", self.name());
         }
         Ok(arg_types.to_vec())
     }
@@ -188,18 +211,24 @@ impl AggregateUDFImpl for DistinctCount {
 
 impl DistinctCount {
     fn groups(&self, args: &AccumulatorArgs) -> Result<DistinctGroups> {
-        let types_ok = match self.role {
-            Role::Union => args.expr_fields.len() == 1,
-            Role::Count | Role::Set => args.expr_fields.iter().all(|f| integer(f.data_type())),
+        let types_ok = match (self.role, &self.texts) {
+            (Role::Union, _) => args.expr_fields.len() == 1,
+            (_, Some(_)) => matches!(args.expr_fields, [f] if is_text(f.data_type())),
+            (Role::Count | Role::Set, None) => {
+                args.expr_fields.iter().all(|f| integer(f.data_type()))
+            }
         };
         if !types_ok {
-            return plan_err!("{} takes integers", self.name());
+            return plan_err!("{} takes integers or texts", self.name());
         }
-        Ok(DistinctGroups::new(args.expr_fields.len(), self.tuple).with_role(self.role))
+        Ok(DistinctGroups::new(args.expr_fields.len(), self.tuple)
+            .with_role(self.role)
+            .with_texts(self.texts.clone()))
     }
 }
 
-/// Rewrites the distinct counts of integers of every aggregation into bitmap counts.
+/// Rewrites the distinct counts of integers and of texts of every aggregation into
+/// bitmap counts.
 #[derive(Debug, Default)]
 pub struct DistinctInBitmaps;
 
@@ -237,7 +266,8 @@ impl AnalyzerRule for DistinctInBitmaps {
     }
 }
 
-/// `e` as a bitmap count under its own name, when it is a distinct count of integers.
+/// `e` as a bitmap count under its own name, when it is a distinct count of integers
+/// or of texts.
 fn in_bitmaps(e: &Expr, schema: &DFSchema) -> Result<Option<Expr>> {
     let (inner, name) = match e {
         Expr::Alias(a) => (a.expr.as_ref(), a.name.clone()),
@@ -260,6 +290,12 @@ fn in_bitmaps(e: &Expr, schema: &DFSchema) -> Result<Option<Expr>> {
         return Ok(None);
     };
     let Some((args, tuple)) = in_keys(arg, schema)? else {
+        // Any other text, a `concat` that glues integers among them, by its numbers.
+        if is_text(&arg.get_type(schema)?) {
+            return Ok(Some(
+                count_of_texts(arg.clone(), filter.clone()).alias(name),
+            ));
+        }
         return Ok(None);
     };
     Ok(Some(

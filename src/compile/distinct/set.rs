@@ -10,9 +10,11 @@
 //! one row when DataFusion skips the partial aggregation, and a bitmap's keys in order
 //! go back into a bitmap at a few nanoseconds each.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::mem::size_of;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BinaryBuilder, BooleanArray, GenericListArray, Int64Array,
@@ -24,6 +26,7 @@ use datafusion::common::{DataFusionError, Result, ScalarValue};
 use datafusion::logical_expr::{Accumulator, EmitTo, GroupsAccumulator};
 use roaring::RoaringTreemap;
 
+use super::text::Texts;
 use super::{Role, set_fields};
 
 /// Keys a group lists before they go into a bitmap.
@@ -78,11 +81,20 @@ impl Keys {
 #[derive(Debug)]
 enum Sets {
     Few(Vec<Keys>),
+    /// Past [`FEW_GROUPS`]: each group's first [`INLINE`] keys in `inline`, any more in
+    /// `seen` with their group, and how many each group has in `counts`. Most groups of
+    /// a count per customer and month hold a key or two, found in their own slots
+    /// without a hash; a hash set of every pair cost a cache miss per key and rehashed
+    /// millions of pairs as it grew.
     Many {
+        inline: Vec<[u64; INLINE]>,
         seen: HashSet<(usize, u64), ahash::RandomState>,
         counts: Vec<i64>,
     },
 }
+
+/// Keys a group holds in its own slots when the groups are many.
+const INLINE: usize = 2;
 
 impl Sets {
     fn groups(&self) -> usize {
@@ -92,31 +104,55 @@ impl Sets {
         }
     }
 
-    /// Room for `n` groups, turning into one hash set past [`FEW_GROUPS`] if `may_pair`.
+    /// Room for `n` groups, turning into [`Sets::Many`] past [`FEW_GROUPS`] if `may_pair`.
     fn resize(&mut self, n: usize, may_pair: bool) {
         if let Sets::Few(groups) = self
             && may_pair
             && n > FEW_GROUPS
         {
-            let mut seen = HashSet::default();
-            let mut counts = Vec::with_capacity(n);
-            for (g, keys) in groups.iter().enumerate() {
-                seen.extend(keys.iter().map(|k| (g, k)));
-                counts.push(keys.len() as i64);
+            let few = std::mem::take(groups);
+            let mut many = Sets::Many {
+                inline: Vec::with_capacity(n),
+                seen: HashSet::default(),
+                counts: Vec::with_capacity(n),
+            };
+            many.resize(few.len(), false);
+            for (g, keys) in few.iter().enumerate() {
+                for k in keys.iter() {
+                    many.insert(g, k);
+                }
             }
-            *self = Sets::Many { seen, counts };
+            *self = many;
         }
         match self {
             Sets::Few(groups) => groups.resize_with(n.max(groups.len()), Keys::default),
-            Sets::Many { counts, .. } => counts.resize(n.max(counts.len()), 0),
+            Sets::Many { inline, counts, .. } => {
+                inline.resize(n.max(inline.len()), [0; INLINE]);
+                counts.resize(n.max(counts.len()), 0);
+            }
         }
     }
 
     fn insert(&mut self, group: usize, key: u64) -> bool {
         match self {
             Sets::Few(groups) => groups[group].insert(key),
-            Sets::Many { seen, counts } => {
-                let new = seen.insert((group, key));
+            Sets::Many {
+                inline,
+                seen,
+                counts,
+            } => {
+                let n = counts[group] as usize;
+                let slots = &mut inline[group];
+                if slots[..n.min(INLINE)].contains(&key) {
+                    return false;
+                }
+                let new = match n < INLINE {
+                    true => {
+                        slots[n] = key;
+                        true
+                    }
+                    false => seen.insert((group, key)),
+                };
                 counts[group] += new as i64;
                 new
             }
@@ -151,7 +187,11 @@ impl Sets {
                     keys.append(true);
                 }
             }
-            Sets::Many { seen, counts } => {
+            Sets::Many {
+                inline,
+                seen,
+                counts,
+            } => {
                 let mut at: Vec<usize> = Vec::with_capacity(n + 1);
                 at.push(0);
                 for c in &counts[..n] {
@@ -159,6 +199,11 @@ impl Sets {
                 }
                 let mut flat = vec![0u64; at[n]];
                 let mut next = at.clone();
+                for (g, slots) in inline.drain(..n).enumerate() {
+                    let k = (counts[g] as usize).min(INLINE);
+                    flat[next[g]..next[g] + k].copy_from_slice(&slots[..k]);
+                    next[g] += k;
+                }
                 match n == counts.len() {
                     true => {
                         for (g, k) in seen.drain() {
@@ -195,7 +240,12 @@ impl Sets {
             Sets::Few(groups) => {
                 groups.drain(..n);
             }
-            Sets::Many { seen, counts } => {
+            Sets::Many {
+                inline,
+                seen,
+                counts,
+            } => {
+                inline.drain(..n);
                 if n == counts.len() {
                     seen.clear();
                 } else {
@@ -267,6 +317,10 @@ pub(super) struct DistinctGroups {
     /// The memory the sets are counted to hold.
     bytes: usize,
     role: Role,
+    /// For a count of texts, their numbering ([`super::text`]), and the bytes the
+    /// texts first seen here added to it.
+    texts: Option<Arc<Texts>>,
+    text_bytes: AtomicUsize,
 }
 
 impl DistinctGroups {
@@ -280,7 +334,25 @@ impl DistinctGroups {
             share: 64 / arity.max(1) as u32,
             bytes: 0,
             role: Role::Count,
+            texts: None,
+            text_bytes: AtomicUsize::new(0),
         }
+    }
+
+    /// The same sets, of the numbers of texts when `texts` is a numbering.
+    pub(super) fn with_texts(mut self, texts: Option<Arc<Texts>>) -> DistinctGroups {
+        self.texts = texts;
+        self
+    }
+
+    /// The arguments as the sets take them: texts as their numbers.
+    fn keyed<'a>(&self, values: &'a [ArrayRef]) -> Result<Cow<'a, [ArrayRef]>> {
+        let Some(texts) = &self.texts else {
+            return Ok(Cow::Borrowed(values));
+        };
+        let (numbers, added) = texts.numbers(&values[0])?;
+        self.text_bytes.fetch_add(added, Ordering::Relaxed);
+        Ok(Cow::Owned(vec![numbers]))
     }
 
     /// Room for `n` groups. Only the sets of a count turn into one hash set of (group,
@@ -544,6 +616,7 @@ impl GroupsAccumulator for DistinctGroups {
             let (keys, blobs) = (sets.column(0).as_list(), sets.column(1).as_list());
             return self.merge_lists(keys, blobs, group_indices, rows);
         }
+        let values = self.keyed(values)?;
         let parts = values.iter().map(Part::of).collect::<Result<Vec<_>>>()?;
         for (row, &g) in group_indices.iter().enumerate() {
             if !admitted(opt_filter, row) {
@@ -587,6 +660,7 @@ impl GroupsAccumulator for DistinctGroups {
         if self.role == Role::Union {
             return union_as_state(values[0].as_struct(), opt_filter);
         }
+        let values = self.keyed(values)?;
         let parts = values.iter().map(Part::of).collect::<Result<Vec<_>>>()?;
         let rows = values.first().map_or(0, |v| v.len());
         // Each row as the state of a group of its own value (or of none).
@@ -619,9 +693,12 @@ impl GroupsAccumulator for DistinctGroups {
     fn size(&self) -> usize {
         let groups = match &self.sets {
             Sets::Few(g) => g.capacity() * size_of::<Keys>(),
-            Sets::Many { counts, .. } => counts.capacity() * size_of::<i64>(),
+            Sets::Many { inline, counts, .. } => {
+                inline.capacity() * size_of::<[u64; INLINE]>()
+                    + counts.capacity() * size_of::<i64>()
+            }
         };
-        size_of::<Self>() + groups + self.bytes
+        size_of::<Self>() + groups + self.bytes + self.text_bytes.load(Ordering::Relaxed)
     }
 }
 
@@ -668,7 +745,18 @@ impl Accumulator for OneGroup {
         // A copy of the one group's state, which the accumulator keeps.
         let keys: Vec<u64> = match &self.inner.sets {
             Sets::Few(groups) => groups[0].iter().collect(),
-            Sets::Many { seen, .. } => seen.iter().map(|(_, k)| *k).collect(),
+            Sets::Many {
+                inline,
+                seen,
+                counts,
+            } => {
+                let k = (counts[0] as usize).min(INLINE);
+                inline[0][..k]
+                    .iter()
+                    .copied()
+                    .chain(seen.iter().map(|(_, k)| *k))
+                    .collect()
+            }
         };
         let mut k = ListBuilder::new(UInt64Builder::new());
         k.values().append_slice(&keys);

@@ -9,19 +9,17 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int64Array, UInt32Array};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, UInt32Array};
 use datafusion::arrow::buffer::NullBuffer;
 use datafusion::arrow::compute::kernels::cmp::eq;
-use datafusion::arrow::compute::{and, cast, filter, take};
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::compute::{and, filter, take};
 use datafusion::common::Result as DfResult;
 use datafusion::common::hash_utils::{RandomState, create_hashes};
 
+use crate::compile::dense;
+
 /// The seed of the key hashes; any fixed value does, as both sides hash with it.
 const HASHES: RandomState = RandomState::with_seed(0x6b70_695f_6c6b_7570);
-
-/// Slots of the array index per source row, at most.
-const DENSE_SLOTS_PER_ROW: i64 = 4;
 
 /// See the module doc.
 pub struct Chains {
@@ -45,11 +43,8 @@ impl Chains {
         let mut before = vec![0u32; n];
         let valid = valid(keys);
         let ok = |row: usize| valid.as_ref().is_none_or(|v| v.is_valid(row));
-        if let Some(values) = dense_values(keys)?
-            && let Some((min, max)) = range(&values)
-            && max
-                .checked_sub(min)
-                .is_some_and(|span| span < DENSE_SLOTS_PER_ROW * (n as i64).max(1024))
+        if let Some(values) = dense::values(keys)?
+            && let Some((min, max)) = dense::span(std::slice::from_ref(&values), n)
         {
             let mut last = vec![0u32; (max - min + 1) as usize];
             for (row, &v) in values.values().iter().enumerate() {
@@ -111,7 +106,7 @@ impl Chains {
         };
         match &self.index {
             Index::Dense { min, last } => {
-                let values = as_i64(&probe[0])?;
+                let values = dense::as_i64(&probe[0])?;
                 for (row, &v) in values.values().iter().enumerate() {
                     // Wrapping: a value below `min` lands far above the array's end.
                     let slot = v.wrapping_sub(*min) as u64;
@@ -166,38 +161,6 @@ fn valid(keys: &[ArrayRef]) -> Option<NullBuffer> {
     keys.iter().fold(None, |acc, k| {
         NullBuffer::union(acc.as_ref(), k.logical_nulls().as_ref())
     })
-}
-
-/// One key of an integer type that casts to i64 without loss, as i64.
-fn dense_values(keys: &[ArrayRef]) -> DfResult<Option<Int64Array>> {
-    match keys {
-        [k] if matches!(
-            k.data_type(),
-            DataType::Int8
-                | DataType::Int16
-                | DataType::Int32
-                | DataType::Int64
-                | DataType::UInt8
-                | DataType::UInt16
-                | DataType::UInt32
-        ) =>
-        {
-            as_i64(k).map(Some)
-        }
-        _ => Ok(None),
-    }
-}
-
-fn as_i64(k: &ArrayRef) -> DfResult<Int64Array> {
-    Ok(cast(k, &DataType::Int64)?.as_primitive().clone())
-}
-
-/// The smallest and largest non-NULL value.
-fn range(values: &Int64Array) -> Option<(i64, i64)> {
-    Some((
-        datafusion::arrow::compute::min(values)?,
-        datafusion::arrow::compute::max(values)?,
-    ))
 }
 
 /// The key hashes are already hashes: the map keeps them as they are.

@@ -39,6 +39,7 @@ use futures::StreamExt;
 use super::runs::{all_of, whole_keys};
 use super::states::before_final_step;
 use super::{MergeSpec, Spec};
+use crate::compile::dense;
 
 /// Output rows an accumulator gathers before they are emitted as one batch.
 pub(super) const CHUNK: usize = 8192;
@@ -312,8 +313,7 @@ struct Merger {
     in_schema: SchemaRef,
     full: SchemaRef,
     batches: Vec<RecordBatch>,
-    /// The partials as (group of their keys, interval index, batch, row), sorted by
-    /// group and interval.
+    /// The partials as (group of their keys, interval index, batch, row), by group.
     order: Vec<Partial>,
     /// The first entry of `order` not merged yet.
     next: usize,
@@ -414,63 +414,110 @@ impl Merger {
     }
 }
 
-/// The rows of `batches` grouped by the keys as DataFusion's group-by does (NULL is a
-/// value), then placed by two counting sorts: by interval, then stably by group. Rows
-/// without an interval are left out.
+/// The rows of `batches` grouped by the keys ([`groups_of`]), placed by a counting sort
+/// on their group, in the order they came within one. Rows without an interval are left
+/// out. Within a group the intervals are in no order: the merge finds the periods each
+/// reaches and sorts those, and its merges (exact sums, counts, min, max) give the same
+/// bytes in any order, as they must when partitions arrive in any order.
 fn partials_in_order(spec: &Spec, batches: &[RecordBatch]) -> DfResult<Vec<Partial>> {
-    let Some(first) = batches.first() else {
-        return Ok(vec![]);
-    };
-    let fields: Vec<Field> = spec
-        .keys
-        .iter()
-        .enumerate()
-        .map(|(i, &k)| Field::new(format!("k{i}"), first.column(k).data_type().clone(), true))
-        .collect();
-    let mut values = new_group_values(Arc::new(Schema::new(fields)), &GroupOrdering::None)?;
+    let (groups, ngroups) = groups_of(spec, batches)?;
     let starts = &spec.bounds[..spec.bounds.len() - 1];
-    let mut by_interval: Vec<Vec<Partial>> = vec![Vec::new(); starts.len()];
-    let mut groups = Vec::new();
-    for (b, batch) in batches.iter().enumerate() {
-        let keys: Vec<ArrayRef> = spec.keys.iter().map(|&k| batch.column(k).clone()).collect();
-        groups.clear();
-        values.intern(&keys, &mut groups)?;
+    // Each row's interval (NONE for none), and how many rows each group has.
+    const NONE: u32 = u32::MAX;
+    let mut offsets = vec![0usize; ngroups + 1];
+    let mut intervals = Vec::with_capacity(batches.len());
+    for (batch, groups) in batches.iter().zip(&groups) {
         let ivs = batch
             .column(spec.interval)
             .as_primitive_opt::<TimestampMicrosecondType>()
             .ok_or_else(|| {
                 DataFusionError::Internal("partials' interval is not a timestamp".into())
             })?;
-        for (r, g) in groups.iter().enumerate() {
+        let mut of_batch = Vec::with_capacity(groups.len());
+        for (r, &g) in groups.iter().enumerate() {
             if ivs.is_null(r) {
+                of_batch.push(NONE);
                 continue;
             }
             let Ok(i) = starts.binary_search(&ivs.value(r)) else {
                 return internal_err!("a partial's interval {} is no bound", ivs.value(r));
             };
-            by_interval[i].push(Partial {
-                group: *g as u32,
-                interval: i as u32,
-                at: (b as u32, r as u32),
-            });
+            of_batch.push(i as u32);
+            offsets[g as usize + 1] += 1;
         }
-    }
-    let ngroups = values.len();
-    drop(values);
-    let mut offsets = vec![0usize; ngroups + 1];
-    for p in by_interval.iter().flatten() {
-        offsets[p.group as usize + 1] += 1;
+        intervals.push(of_batch);
     }
     for g in 0..ngroups {
         offsets[g + 1] += offsets[g];
     }
     let mut order = vec![Partial::default(); offsets[ngroups]];
-    for p in by_interval.into_iter().flatten() {
-        let at = &mut offsets[p.group as usize];
-        order[*at] = p;
-        *at += 1;
+    for (b, (groups, intervals)) in groups.iter().zip(&intervals).enumerate() {
+        for (r, (&g, &i)) in groups.iter().zip(intervals).enumerate() {
+            if i == NONE {
+                continue;
+            }
+            let at = &mut offsets[g as usize];
+            order[*at] = Partial {
+                group: g,
+                interval: i,
+                at: (b as u32, r as u32),
+            };
+            *at += 1;
+        }
     }
     Ok(order)
+}
+
+/// Each row's group of its keys, per batch, and how many groups there may be. One
+/// integer key of values spanning few slots per row (ids) is its own group, less the
+/// smallest value, NULL the group after the largest ([`dense`]); other keys are
+/// grouped as DataFusion's group-by groups them (NULL is a value). Either way a key's
+/// rows share one group and no other key's, which is all the merge asks of them.
+fn groups_of(spec: &Spec, batches: &[RecordBatch]) -> DfResult<(Vec<Vec<u32>>, usize)> {
+    let Some(first) = batches.first() else {
+        return Ok((vec![], 0));
+    };
+    let rows = batches.iter().map(RecordBatch::num_rows).sum();
+    let keys = |batch: &RecordBatch| -> Vec<ArrayRef> {
+        spec.keys.iter().map(|&k| batch.column(k).clone()).collect()
+    };
+    let values = batches
+        .iter()
+        .map(|b| dense::values(&keys(b)))
+        .collect::<DfResult<Option<Vec<_>>>>()?;
+    if let Some(values) = values
+        && let Some((min, max)) = dense::span(&values, rows)
+    {
+        let null = (max - min + 1) as u32;
+        let groups = values
+            .iter()
+            .map(|v| match v.nulls() {
+                None => v.values().iter().map(|&x| (x - min) as u32).collect(),
+                Some(n) => v
+                    .values()
+                    .iter()
+                    .zip(n.iter())
+                    .map(|(&x, ok)| if ok { (x - min) as u32 } else { null })
+                    .collect(),
+            })
+            .collect();
+        return Ok((groups, null as usize + 1));
+    }
+    let fields: Vec<Field> = spec
+        .keys
+        .iter()
+        .enumerate()
+        .map(|(i, &k)| Field::new(format!("k{i}"), first.column(k).data_type().clone(), true))
+        .collect();
+    let mut interned = new_group_values(Arc::new(Schema::new(fields)), &GroupOrdering::None)?;
+    let mut groups = Vec::with_capacity(batches.len());
+    let mut ids = Vec::new();
+    for batch in batches {
+        ids.clear();
+        interned.intern(&keys(batch), &mut ids)?;
+        groups.push(ids.iter().map(|&g| g as u32).collect());
+    }
+    Ok((groups, interned.len()))
 }
 
 /// Output rows being gathered: per row its period start and the partial (batch, row)
