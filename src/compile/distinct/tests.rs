@@ -373,7 +373,9 @@ async fn texts_per_thousands_of_groups_count_as_datafusion_counts_them_in_every_
     let plain: StringArray = (0..n).map(|_| text(&mut rng)).collect();
     let view = StringViewArray::from_iter((0..n).map(|_| text(&mut rng)));
     let dict: DictionaryArray<Int32Type> = (0..n).map(|_| text(&mut rng)).collect();
-    let keep: BooleanArray = (0..n).map(|_| Some(!rng.next().is_multiple_of(3))).collect();
+    let keep: BooleanArray = (0..n)
+        .map(|_| Some(!rng.next().is_multiple_of(3)))
+        .collect();
     let schema = Arc::new(Schema::new(vec![
         Field::new("g", DataType::Int64, false),
         Field::new("plain", DataType::Utf8, true),

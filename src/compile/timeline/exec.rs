@@ -627,3 +627,80 @@ pub fn partials_read_by(plan: &LogicalPlan) -> Vec<(String, LogicalPlan)> {
     });
     found
 }
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::array::{Int64Array, StringArray};
+
+    use super::super::Along;
+    use super::*;
+
+    /// Partials of `keys` (one column per key) and an interval column, in two batches of
+    /// the rows split at `cut`: each row's group, and how many groups there may be.
+    fn grouped(keys: Vec<ArrayRef>, cut: usize) -> (Vec<u32>, usize) {
+        let rows = keys[0].len();
+        let mut columns = keys.clone();
+        columns.push(Arc::new(
+            TimestampMicrosecondArray::from(vec![0i64; rows]).with_timezone("UTC"),
+        ));
+        let fields: Vec<Field> = columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| Field::new(format!("c{i}"), c.data_type().clone(), true))
+            .collect();
+        let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
+        let spec = Spec {
+            keys: (0..keys.len()).collect(),
+            interval: keys.len(),
+            bounds: vec![0, 10],
+            starts: vec![0],
+            reach: vec![vec![0]],
+            merges: vec![],
+            along: Along {
+                anchored: false,
+                sorted: false,
+            },
+        };
+        let batches = [batch.slice(0, cut), batch.slice(cut, rows - cut)];
+        let (groups, n) = groups_of(&spec, &batches).unwrap();
+        (groups.concat(), n)
+    }
+
+    /// Whether rows share a group exactly where their keys are equal (NULL equal to NULL).
+    fn same_groups_as_keys(groups: &[u32], keys: &[Vec<Option<String>>]) {
+        for i in 0..groups.len() {
+            for j in 0..groups.len() {
+                let same_keys = keys.iter().all(|k| k[i] == k[j]);
+                assert_eq!(groups[i] == groups[j], same_keys, "rows {i} and {j}");
+            }
+        }
+    }
+
+    fn text(v: &[Option<i64>]) -> Vec<Option<String>> {
+        v.iter().map(|x| x.map(|x| x.to_string())).collect()
+    }
+
+    #[test]
+    fn ids_group_by_value_with_null_a_group_of_its_own_and_other_keys_as_datafusion_does() {
+        let ids = vec![Some(7), None, Some(3), Some(7), Some(-2), None, Some(3)];
+        let (groups, n) = grouped(vec![Arc::new(Int64Array::from(ids.clone()))], 3);
+        // By value: from -2 to 7 is ten slots, and NULL the eleventh.
+        assert_eq!(n, 11);
+        assert_eq!(groups, [9, 10, 5, 9, 0, 10, 5]);
+        same_groups_as_keys(&groups, &[text(&ids)]);
+
+        // Values far apart, and two keys, are interned.
+        let far: Vec<Option<i64>> = ids.iter().map(|v| v.map(|v| v << 40)).collect();
+        let (groups, n) = grouped(vec![Arc::new(Int64Array::from(far.clone()))], 4);
+        assert_eq!(n, 4);
+        same_groups_as_keys(&groups, &[text(&far)]);
+        let names = vec![Some("a"), Some("a"), None, Some("a"), Some("b"), None, None];
+        let keys: Vec<ArrayRef> = vec![
+            Arc::new(Int64Array::from(ids.clone())),
+            Arc::new(StringArray::from(names.clone())),
+        ];
+        let (groups, _) = grouped(keys, 2);
+        let names: Vec<Option<String>> = names.iter().map(|s| s.map(String::from)).collect();
+        same_groups_as_keys(&groups, &[text(&ids), names]);
+    }
+}
