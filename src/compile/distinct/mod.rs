@@ -79,7 +79,12 @@ impl DistinctCount {
 /// A call of the bitmap aggregate of `role` over `args` (one integer, a tuple of them
 /// when `tuple`, or for [`Role::Union`] one set), under `filter`.
 pub fn call(role: Role, tuple: bool, args: Vec<Expr>, filter: Option<Box<Expr>>) -> Expr {
-    let udaf = AggregateUDF::new_from_impl(DistinctCount::new(tuple, role));
+    call_of(DistinctCount::new(tuple, role), args, filter)
+}
+
+/// A call of `count` over `args`, under `filter`.
+fn call_of(count: DistinctCount, args: Vec<Expr>, filter: Option<Box<Expr>>) -> Expr {
+    let udaf = AggregateUDF::new_from_impl(count);
     Expr::AggregateFunction(AggregateFunction::new_udf(
         Arc::new(udaf),
         args,
@@ -95,15 +100,7 @@ pub fn call(role: Role, tuple: bool, args: Vec<Expr>, filter: Option<Box<Expr>>)
 fn count_of_texts(arg: Expr, filter: Option<Box<Expr>>) -> Expr {
     let mut count = DistinctCount::new(false, Role::Count);
     count.texts = Some(Texts::shared());
-    let udaf = AggregateUDF::new_from_impl(count);
-    Expr::AggregateFunction(AggregateFunction::new_udf(
-        Arc::new(udaf),
-        vec![arg],
-        false,
-        filter,
-        vec![],
-        None,
-    ))
+    call_of(count, vec![arg], filter)
 }
 
 /// The fields of a set: the list of its keys and the list of its blobs (a serialized
