@@ -97,6 +97,51 @@ fn counts_equal_a_set_per_group_whether_updated_at_once_or_merged_from_partial_s
 }
 
 #[test]
+fn tuple_keys_past_the_pending_buffer_settle_into_bitmaps_and_count_once_each() {
+    // 1.5M (a, b) rows in 15 batches: the pending keys fill the buffer (2^19) and settle
+    // twice on the way, and once more when counted. `a` spreads the keys over
+    // thousands of bitmaps; half the pairs repeat often.
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let groups = 3;
+    let mut acc = DistinctGroups::new(2, true);
+    let mut sets = vec![BTreeSet::new(); groups];
+    for _ in 0..15 {
+        let batch: Vec<(usize, i64, i64)> = (0..100_000)
+            .map(|_| {
+                let g = (rng.next() % groups as u64) as usize;
+                match rng.next() % 2 {
+                    0 => (
+                        g,
+                        (rng.next() % 5_000) as i64,
+                        (rng.next() % 3_000_000) as i64,
+                    ),
+                    _ => (g, (rng.next() % 3) as i64, (rng.next() % 1_000) as i64),
+                }
+            })
+            .collect();
+        for &(g, a, b) in &batch {
+            sets[g].insert((a, b));
+        }
+        let a: Int64Array = batch.iter().map(|r| r.1).collect();
+        let b: Int64Array = batch.iter().map(|r| r.2).collect();
+        let ids: Vec<usize> = batch.iter().map(|r| r.0).collect();
+        acc.update_batch(&[Arc::new(a), Arc::new(b)], &ids, None, groups)
+            .unwrap();
+    }
+    let want: Vec<i64> = sets.iter().map(|s| s.len() as i64).collect();
+    let first = acc.evaluate(EmitTo::First(1)).unwrap();
+    assert_eq!(
+        first.as_primitive::<Int64Type>().values().to_vec(),
+        want[..1]
+    );
+    let rest = acc.evaluate(EmitTo::All).unwrap();
+    assert_eq!(
+        rest.as_primitive::<Int64Type>().values().to_vec(),
+        want[1..]
+    );
+}
+
+#[test]
 fn a_filter_leaves_rows_out_and_emitting_the_first_groups_keeps_the_rest() {
     let values: ArrayRef = Arc::new(Int64Array::from(vec![1, 2, 2, 3, 4, 5, 5, 6]));
     let groups = vec![0, 0, 0, 1, 1, 2, 2, 2];

@@ -7,10 +7,13 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, RecordBatch, TimestampMicrosecondArray,
+    Array, ArrayRef, AsArray, BooleanArray, NullArray, PrimitiveArray, RecordBatch,
+    TimestampMicrosecondArray, make_array,
 };
 use datafusion::arrow::compute::{SortOptions, interleave};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimestampMicrosecondType};
+use datafusion::arrow::datatypes::{
+    DataType, Field, Int64Type, Schema, SchemaRef, TimeUnit, TimestampMicrosecondType,
+};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{DataFusionError, Result as DfResult, internal_err};
@@ -318,6 +321,9 @@ struct Merger {
     /// The first entry of `order` not merged yet.
     next: usize,
     chunk: Chunk,
+    /// Per merge folded here ([`Fold`]), how, and its partials' values in the order of
+    /// `order` (shared by the merges of one column).
+    folded: Vec<Option<(Fold, Arc<Integers>)>>,
 }
 
 #[derive(Clone, Copy, Default)]
@@ -335,6 +341,44 @@ impl Merger {
         batches: Vec<RecordBatch>,
     ) -> DfResult<Merger> {
         let order = partials_in_order(&spec, &batches)?;
+        let folds: Vec<Option<Fold>> = spec
+            .merges
+            .iter()
+            .map(|m| Fold::of(m, &in_schema))
+            .collect();
+        // Columns still gathered from the batches: the keys and the other merges'.
+        let gathered = |c: usize| {
+            spec.keys.contains(&c)
+                || spec
+                    .merges
+                    .iter()
+                    .zip(&folds)
+                    .any(|(m, f)| f.is_none() && m.column == c)
+        };
+        let mut batches = batches;
+        let mut copied: Vec<(usize, Arc<Integers>)> = Vec::new();
+        for (m, _) in spec.merges.iter().zip(&folds).filter(|(_, f)| f.is_some()) {
+            if copied.iter().any(|(c, _)| *c == m.column) {
+                continue;
+            }
+            copied.push((
+                m.column,
+                Arc::new(Integers::in_order(&batches, m.column, &order)),
+            ));
+            // Dropped at once, so that the next copy may take its place.
+            if !gathered(m.column) {
+                batches = without_column(batches, m.column);
+            }
+        }
+        let folded = spec
+            .merges
+            .iter()
+            .zip(folds)
+            .map(|(m, f)| {
+                let values = copied.iter().find(|(c, _)| *c == m.column);
+                f.zip(values.map(|(_, v)| v.clone()))
+            })
+            .collect();
         let chunk = Chunk::new(&spec);
         Ok(Merger {
             spec,
@@ -344,6 +388,7 @@ impl Merger {
             order,
             next: 0,
             chunk,
+            folded,
         })
     }
 
@@ -363,7 +408,8 @@ impl Merger {
                 .iter()
                 .position(|p| p.group != group)
                 .map_or(self.order.len(), |n| self.next + n);
-            let run = &self.order[self.next..end];
+            let from = self.next;
+            let run = &self.order[from..end];
             self.next = end;
             let first = run[0].at;
             // A key with a NULL matches no anchor in an equality join.
@@ -389,6 +435,15 @@ impl Merger {
                 self.chunk.key_rows.push(first);
                 let base = k as usize * intervals;
                 for (j, m) in spec.merges.iter().enumerate() {
+                    if let Some((fold, values)) = &self.folded[j] {
+                        let taken = run
+                            .iter()
+                            .zip(from..end)
+                            .filter(|(p, _)| m.include[base + p.interval as usize])
+                            .filter_map(|(_, i)| values.get(i));
+                        self.chunk.folded[j].push(fold.all(taken));
+                        continue;
+                    }
                     let before = self.chunk.takes[j].len();
                     for p in run {
                         if m.include[base + p.interval as usize] {
@@ -531,6 +586,8 @@ struct Chunk {
     passes: Vec<Vec<bool>>,
     /// Whether a row of `passes` is false.
     dropped: Vec<bool>,
+    /// Per merge folded here, each output row's value.
+    folded: Vec<Vec<Option<i64>>>,
 }
 
 impl Chunk {
@@ -543,6 +600,7 @@ impl Chunk {
             groups: vec![Vec::new(); n],
             passes: vec![Vec::new(); n],
             dropped: vec![false; n],
+            folded: vec![Vec::new(); n],
         }
     }
 
@@ -582,6 +640,12 @@ impl Chunk {
             columns.push(interleave(&column(k), &key_rows)?);
         }
         for (j, m) in spec.merges.iter().enumerate() {
+            if !self.folded[j].is_empty() {
+                let values = std::mem::take(&mut self.folded[j]);
+                let field = full.field(columns.len());
+                columns.push(Integers::array(values, field.data_type())?);
+                continue;
+            }
             let values = interleave(&column(m.column), &std::mem::take(&mut self.takes[j]))?;
             let groups = std::mem::take(&mut self.groups[j]);
             let passes = std::mem::take(&mut self.passes[j]);
@@ -592,6 +656,122 @@ impl Chunk {
         }
         Ok(RecordBatch::try_new(full.clone(), columns)?)
     }
+}
+
+/// A merge of 64-bit integers (counts, timestamps) that the operator folds itself, as
+/// each output row is gathered, rather than gathering the partials for DataFusion's
+/// accumulator: the same value (its `sum` wraps too; the fold of no value is NULL),
+/// without a copy of every partial and a group index per value.
+#[derive(Debug, Clone, Copy)]
+enum Fold {
+    Sum,
+    Min,
+    Max,
+}
+
+impl Fold {
+    /// The fold of merge `m`, when it is DataFusion's `sum` of Int64 or its `min` or
+    /// `max` of Int64 or microsecond timestamps.
+    fn of(m: &MergeSpec, in_schema: &SchemaRef) -> Option<Fold> {
+        let dt = in_schema.field(m.column).data_type();
+        let integer = matches!(dt, DataType::Int64);
+        let timestamp = matches!(dt, DataType::Timestamp(TimeUnit::Microsecond, _));
+        match m.func.name() {
+            "sum" if integer => Some(Fold::Sum),
+            "min" if integer || timestamp => Some(Fold::Min),
+            "max" if integer || timestamp => Some(Fold::Max),
+            _ => None,
+        }
+    }
+
+    /// The fold of `values`; `None` when there is none.
+    fn all(self, values: impl Iterator<Item = i64>) -> Option<i64> {
+        values.reduce(|a, v| match self {
+            Fold::Sum => a.wrapping_add(v),
+            Fold::Min => a.min(v),
+            Fold::Max => a.max(v),
+        })
+    }
+}
+
+/// A merge's partial values, 64-bit integers of any type (Int64, a timestamp), copied
+/// once, in one pass, into the order the merge reads them in: the partials of a key lie
+/// together there, where in the batches they are scattered. Read where they lie, once
+/// per key into a scratch list or once per period, they made `won_back_customers` and
+/// `customer_retention_rate` at 10M orders no faster than the gather, or 20-30% slower;
+/// copied, 10-13% faster, for about 60 MB more at the peak.
+struct Integers {
+    values: Vec<i64>,
+    /// Whether each value is there, when one is not.
+    valid: Option<Vec<bool>>,
+}
+
+impl Integers {
+    /// Column `column`'s values at the rows of `order`; it holds 64-bit integers, as
+    /// [`Fold::of`] checked.
+    fn in_order(batches: &[RecordBatch], column: usize, order: &[Partial]) -> Integers {
+        let data: Vec<_> = batches.iter().map(|b| b.column(column).to_data()).collect();
+        let values: Vec<&[i64]> = data.iter().map(|d| d.buffer::<i64>(0)).collect();
+        let nulls: Vec<_> = data.iter().map(|d| d.nulls()).collect();
+        let at = |p: &Partial| (p.at.0 as usize, p.at.1 as usize);
+        Integers {
+            values: order
+                .iter()
+                .map(|p| {
+                    let (b, r) = at(p);
+                    values[b][r]
+                })
+                .collect(),
+            valid: nulls.iter().any(Option::is_some).then(|| {
+                order
+                    .iter()
+                    .map(|p| {
+                        let (b, r) = at(p);
+                        nulls[b].is_none_or(|n| n.is_valid(r))
+                    })
+                    .collect()
+            }),
+        }
+    }
+
+    /// The value of `order`'s `i`-th partial.
+    fn get(&self, i: usize) -> Option<i64> {
+        match &self.valid {
+            Some(v) if !v[i] => None,
+            _ => Some(self.values[i]),
+        }
+    }
+
+    /// `values` as an array of type `dt`, NULL where a value is `None`.
+    fn array(values: Vec<Option<i64>>, dt: &DataType) -> DfResult<ArrayRef> {
+        let array: PrimitiveArray<Int64Type> = values.into_iter().collect();
+        let data = array
+            .into_data()
+            .into_builder()
+            .data_type(dt.clone())
+            .build()?;
+        Ok(make_array(data))
+    }
+}
+
+/// `batches` with column `c` replaced by a column of no data ([`NullArray`]): a column
+/// whose values were copied out ([`Integers::in_order`]) and are not read here again.
+fn without_column(batches: Vec<RecordBatch>, c: usize) -> Vec<RecordBatch> {
+    let Some(first) = batches.first() else {
+        return batches;
+    };
+    let schema = first.schema();
+    let mut fields: Vec<_> = schema.fields().iter().cloned().collect();
+    fields[c] = Arc::new(Field::new(fields[c].name(), DataType::Null, true));
+    let schema = Arc::new(Schema::new(fields));
+    batches
+        .into_iter()
+        .map(|b| {
+            let mut columns = b.columns().to_vec();
+            columns[c] = Arc::new(NullArray::new(b.num_rows()));
+            RecordBatch::try_new(schema.clone(), columns).unwrap_or(b)
+        })
+        .collect()
 }
 
 /// A fresh accumulator of merge `m` over its partial column.
@@ -664,6 +844,125 @@ mod tests {
         let batches = [batch.slice(0, cut), batch.slice(cut, rows - cut)];
         let (groups, n) = groups_of(&spec, &batches).unwrap();
         (groups.concat(), n)
+    }
+
+    /// Per-interval partials (key, interval, v, t) in two batches, merged by
+    /// `sum(v)` over each period's window, `min(t)` over the intervals from the period's
+    /// start on and `max(t)` over those before it, all three folded by the operator:
+    /// each output row as (start, key, sum, min, max), sorted.
+    #[allow(clippy::type_complexity)]
+    fn folded_rows(
+        partials: &[(Option<i64>, i64, Option<i64>, Option<i64>)],
+    ) -> Vec<(i64, Option<i64>, Option<i64>, Option<i64>, Option<i64>)> {
+        use datafusion::functions_aggregate::min_max::{max_udaf, min_udaf};
+        use datafusion::functions_aggregate::sum::sum_udaf;
+        let ts = |v: Vec<Option<i64>>| -> ArrayRef {
+            Arc::new(TimestampMicrosecondArray::from(v).with_timezone("UTC"))
+        };
+        let utc = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(Int64Array::from_iter(partials.iter().map(|p| p.0))),
+            ts(partials.iter().map(|p| Some(p.1)).collect()),
+            Arc::new(Int64Array::from_iter(partials.iter().map(|p| p.2))),
+            ts(partials.iter().map(|p| p.3).collect()),
+        ];
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("key", DataType::Int64, true),
+            Field::new("iv", utc.clone(), true),
+            Field::new("v", DataType::Int64, true),
+            Field::new("t", utc.clone(), true),
+        ]));
+        let batch = RecordBatch::try_new(schema.clone(), columns).unwrap();
+        // Periods [100, 110), [110, 120), [120, 130), each with a window of two periods.
+        let bounds = vec![90, 100, 110, 120, 130];
+        let starts = vec![100, 110, 120];
+        let take = |f: &dyn Fn(i64, i64) -> bool| -> Vec<bool> {
+            let mut include = Vec::new();
+            for &start in &starts {
+                for &iv in &bounds[..4] {
+                    include.push(start - 10 <= iv && iv < start + 10 && f(iv, start));
+                }
+            }
+            include
+        };
+        let merge = |func, column, include| MergeSpec {
+            func,
+            column,
+            include,
+        };
+        let spec = Spec {
+            keys: vec![0],
+            interval: 1,
+            bounds: bounds.clone(),
+            starts: starts.clone(),
+            reach: vec![vec![0], vec![0, 1], vec![1, 2], vec![2]],
+            merges: vec![
+                merge(sum_udaf(), 2, take(&|_, _| true)),
+                merge(min_udaf(), 3, take(&|iv, start| iv >= start)),
+                merge(max_udaf(), 3, take(&|iv, start| iv < start)),
+            ],
+            along: Along {
+                anchored: false,
+                sorted: false,
+            },
+        };
+        assert!(spec.merges.iter().all(|m| Fold::of(m, &schema).is_some()));
+        let full = Arc::new(Schema::new(vec![
+            Field::new("__start", utc.clone(), false),
+            Field::new("key", DataType::Int64, true),
+            Field::new("sum", DataType::Int64, true),
+            Field::new("min", utc.clone(), true),
+            Field::new("max", utc, true),
+        ]));
+        let cut = partials.len() / 2;
+        let batches = vec![batch.slice(0, cut), batch.slice(cut, partials.len() - cut)];
+        let mut merger = Merger::new(Arc::new(spec), schema, full, batches).unwrap();
+        let mut rows = Vec::new();
+        while let Some(b) = merger.next_batch() {
+            let b = b.unwrap();
+            let int = |c: usize, r: usize| {
+                let a = b.column(c);
+                a.is_valid(r).then(|| match c {
+                    0 | 3 | 4 => a.as_primitive::<TimestampMicrosecondType>().value(r),
+                    _ => a.as_primitive::<Int64Type>().value(r),
+                })
+            };
+            for r in 0..b.num_rows() {
+                let start = int(0, r).unwrap();
+                rows.push((start, int(1, r), int(2, r), int(3, r), int(4, r)));
+            }
+        }
+        rows.sort();
+        rows
+    }
+
+    #[test]
+    fn folded_sums_minima_and_maxima_skip_nulls_and_give_null_where_none_is_taken() {
+        let rows = folded_rows(&[
+            (Some(1), 90, Some(5), Some(95)),
+            (Some(2), 120, Some(7), Some(125)),
+            (Some(1), 100, None, None),
+            (None, 100, Some(1), Some(101)),
+            (Some(3), 100, None, None),
+            (Some(1), 110, Some(2), Some(115)),
+        ]);
+        // By hand: key 1 has intervals 90, 100 (v and t NULL) and 110, so it reaches all
+        // three periods; period 110's window is intervals 100 and 110, its `min` takes
+        // 110 on and its `max` 100 alone, whose t is NULL. Key 3 has only NULLs: its
+        // sum is NULL, as SQL's sum of no value is. The NULL key is a key like any other.
+        assert_eq!(
+            rows,
+            [
+                (100, None, Some(1), Some(101), None),
+                (100, Some(1), Some(5), None, Some(95)),
+                (100, Some(3), None, None, None),
+                (110, None, Some(1), None, Some(101)),
+                (110, Some(1), Some(2), Some(115), None),
+                (110, Some(3), None, None, None),
+                (120, Some(1), Some(2), None, Some(115)),
+                (120, Some(2), Some(7), Some(125), None),
+            ]
+        );
     }
 
     /// Whether rows share a group exactly where their keys are equal (NULL equal to NULL).

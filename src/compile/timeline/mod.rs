@@ -12,7 +12,10 @@
 //! reach gets the partials that its window, and each aggregate's conditions on the
 //! bounds, take. The merges are
 //! DataFusion's own accumulators of the merge aggregate (`sum`, `min`, `max`), fed per
-//! output row, so the values are the bytes the join and the group-by give.
+//! output row, so the values are the bytes the join and the group-by give; a `sum` of
+//! 64-bit integers (counts) and a `min` or `max` of them or of timestamps are folded by
+//! the operator itself, to the same values, from the partials copied into the order it
+//! reads them in.
 //!
 //! Without a memory limit the operator holds a partition's partials (counted by the
 //! pool, which is then unbounded); under one, it asks for them sorted by (keys,
