@@ -499,4 +499,6 @@ fn a_looked_up_table_far_smaller_than_its_source_is_held_and_the_source_streamed
     let (code, out, err) = f.kpi("explain", &[&["--physical"][..], &range].concat());
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("held=lookups"), "{out}");
+    // won, a count with one comparison beyond its key, is counted by rank.
+    assert!(out.contains("counted by rank=[won]"), "{out}");
 }

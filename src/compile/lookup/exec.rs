@@ -26,6 +26,7 @@ use datafusion::physical_plan::{
 use futures::TryStreamExt;
 use futures::future::{BoxFuture, FutureExt, Shared};
 
+use super::ranked::Ranked;
 use super::run::{Held, Lookups, Run};
 
 /// One lookup, planned against the source rows the operator collects and the rows of
@@ -48,6 +49,9 @@ pub struct Side {
     pub results: SchemaRef,
     /// The value over the aggregates' results, with the empty-set rule applied.
     pub value: Arc<dyn PhysicalExpr>,
+    /// A `count(*)` whose residual is one comparison of a column of each side: counted
+    /// by searches among sorted values where the key is one dense integer column.
+    pub ranked: Option<Ranked>,
 }
 
 /// An aggregate of a lookup's value, with its FILTER.
@@ -182,7 +186,18 @@ impl DisplayAs for LookupExec {
             "LookupExec: lookups=[{}], on=[{}], held={held}",
             names.join(", "),
             keys.join(", ")
-        )
+        )?;
+        let ranked: Vec<&str> = self
+            .run
+            .sides
+            .iter()
+            .filter(|s| s.ranked.is_some())
+            .map(|s| s.name.as_str())
+            .collect();
+        if !ranked.is_empty() {
+            write!(f, ", counted by rank=[{}]", ranked.join(", "))?;
+        }
+        Ok(())
     }
 }
 

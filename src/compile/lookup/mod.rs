@@ -14,6 +14,7 @@
 
 mod chains;
 mod exec;
+mod ranked;
 mod run;
 mod table;
 

@@ -5,7 +5,9 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::RecordBatchOptions;
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, UInt32Array};
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatch, UInt32Array,
+};
 use datafusion::arrow::compute::{
     concat_batches, filter, filter_record_batch, prep_null_mask_filter, take,
 };
@@ -24,6 +26,8 @@ use futures::StreamExt;
 
 use super::chains::Chains;
 use super::exec::{Out, Side};
+use super::ranked::{Ranked, Ranks, integers};
+use crate::compile::dense;
 
 /// Rows per output batch.
 const CHUNK: usize = 8192;
@@ -41,11 +45,14 @@ pub(super) struct Lookups {
 }
 
 /// One looked-up table held: its rows' keys in a hash table, and the columns a matched
-/// pair's row takes of it.
-struct HeldSide {
-    keys: Vec<ArrayRef>,
-    chains: Chains,
-    columns: Vec<ArrayRef>,
+/// pair's row takes of it; or, for a count by rank, its rows ranked by key and value.
+enum HeldSide {
+    Pairs {
+        keys: Vec<ArrayRef>,
+        chains: Chains,
+        columns: Vec<ArrayRef>,
+    },
+    Ranked(Ranks),
 }
 
 /// The operator's inputs and what it computes of them, shared with the computation so
@@ -115,10 +122,17 @@ impl Run {
                 return internal_err!("a lookup holds at most {} rows", u32::MAX);
             };
             let keys = evaluate(&side.other_keys, &rows)?;
+            if let Some(r) = side.ranked
+                && let Some(ranks) = Ranks::build(&keys, &integers(rows.column(r.other))?)?
+            {
+                reservation.try_grow(ranks.size())?;
+                sides.push(HeldSide::Ranked(ranks));
+                continue;
+            }
             let chains = Chains::build(&keys, n)?;
             let columns = taken_columns(&rows, &side.other_take);
             reservation.try_grow(rows.get_array_memory_size() + chains.size())?;
-            sides.push(HeldSide {
+            sides.push(HeldSide::Pairs {
                 keys,
                 chains,
                 columns,
@@ -136,13 +150,31 @@ impl Run {
         let mut values = Vec::with_capacity(self.sides.len());
         for (side, h) in self.sides.iter().zip(&held.sides) {
             let keys = evaluate(&side.source_keys, batch)?;
-            let (source_rows, other_rows) = h.chains.matches(&h.keys, &keys)?;
+            let (held_keys, chains, columns) = match (h, side.ranked) {
+                (HeldSide::Ranked(ranks), Some(r)) => {
+                    let counts = ranked_counts(ranks, r, &keys, batch)?;
+                    values.push(side.value_from(vec![counts], rows)?);
+                    continue;
+                }
+                (
+                    HeldSide::Pairs {
+                        keys,
+                        chains,
+                        columns,
+                    },
+                    _,
+                ) => (keys, chains, columns),
+                (HeldSide::Ranked(_), None) => {
+                    return internal_err!("a lookup held by rank has no comparison");
+                }
+            };
+            let (source_rows, other_rows) = chains.matches(held_keys, &keys)?;
             let mut accumulators = side.accumulators(rows)?;
             let source = taken_columns(batch, &side.source_take);
             feed(
                 side,
                 (&source, source_rows),
-                (&h.columns, other_rows),
+                (columns, other_rows),
                 &mut accumulators,
                 rows,
             )?;
@@ -175,6 +207,15 @@ impl Run {
     ) -> DfResult<ArrayRef> {
         let side = &self.sides[i];
         let keys = evaluate(&side.source_keys, source)?;
+        if let Some(r) = side.ranked
+            && let Some(ranks) = Ranks::build(&keys, &integers(source.column(r.source))?)?
+        {
+            reservation.try_grow(ranks.size())?;
+            let counts = self
+                .ranked(Arc::new(ranks), r, (i, rows as usize), other, ctx)
+                .await?;
+            return side.value_from(vec![counts], rows as usize);
+        }
         let table = Arc::new(Chains::build(&keys, rows)?);
         reservation.try_grow(table.size())?;
         let source_part = Arc::new(taken_columns(source, &side.source_take));
@@ -228,6 +269,88 @@ impl Run {
         drop(first);
         side.value_of(accumulators, rows as usize)
     }
+}
+
+impl Run {
+    /// Held the `rows` source rows ranked by key and compared value, the count of side
+    /// `i` for each: every partition of the looked-up table adds the range each of its rows
+    /// admits to a difference array of its own, and the arrays are summed.
+    async fn ranked(
+        &self,
+        ranks: Arc<Ranks>,
+        r: Ranked,
+        (i, rows): (usize, usize),
+        other: &Arc<dyn ExecutionPlan>,
+        ctx: &Arc<TaskContext>,
+    ) -> DfResult<ArrayRef> {
+        let matched = MetricBuilder::new(&self.metrics).counter("matched_pairs", i);
+        let probed = MetricBuilder::new(&self.metrics).counter("probe_rows", i);
+        let mut tasks = Vec::new();
+        for p in 0..other.output_partitioning().partition_count() {
+            let mut stream = other.execute(p, ctx.clone())?;
+            let (sides, ranks) = (self.sides.clone(), ranks.clone());
+            let (matched, probed) = (matched.clone(), probed.clone());
+            let diff_bytes = (ranks.len() + 1) * size_of::<i64>();
+            let reservation = MemoryConsumer::new("LookupExec").register(ctx.memory_pool());
+            tasks.push(SpawnedTask::spawn(async move {
+                reservation.try_grow(diff_bytes)?;
+                let mut diff = vec![0i64; ranks.len() + 1];
+                while let Some(batch) = stream.next().await {
+                    let batch = batch?;
+                    probed.add(batch.num_rows());
+                    let keys = evaluate(&sides[i].other_keys, &batch)?;
+                    let keys = dense::as_i64(&keys[0])?;
+                    let xs = integers(batch.column(r.other))?;
+                    let mut n = 0;
+                    for row in 0..batch.num_rows() {
+                        if keys.is_valid(row) && xs.is_valid(row) {
+                            n += ranks.admit(keys.value(row), xs.value(row), r.op, &mut diff);
+                        }
+                    }
+                    matched.add(n);
+                }
+                Ok::<_, DataFusionError>((diff, reservation))
+            }));
+        }
+        let mut sum: Option<Vec<i64>> = None;
+        // Each partition's array stays counted until the sum is taken.
+        let mut counted = Vec::with_capacity(tasks.len());
+        for t in tasks {
+            let (diff, reservation) = t
+                .join_unwind()
+                .await
+                .map_err(|e| DataFusionError::ExecutionJoin(Box::new(e)))??;
+            counted.push(reservation);
+            match &mut sum {
+                None => sum = Some(diff),
+                Some(s) => s.iter_mut().zip(&diff).for_each(|(a, b)| *a += b),
+            }
+        }
+        let diff = sum.unwrap_or_else(|| vec![0; ranks.len() + 1]);
+        Ok(Arc::new(Int64Array::from(ranks.counts(&diff, rows))))
+    }
+}
+
+/// Held the looked-up rows ranked by key and compared value, the count of each source
+/// row of `batch` (with keys `keys`).
+fn ranked_counts(
+    ranks: &Ranks,
+    r: Ranked,
+    keys: &[ArrayRef],
+    batch: &RecordBatch,
+) -> DfResult<ArrayRef> {
+    let keys = dense::as_i64(&keys[0])?;
+    let ys = integers(batch.column(r.source))?;
+    let counts: Int64Array = (0..batch.num_rows())
+        .map(|row| {
+            let count = match keys.is_valid(row) && ys.is_valid(row) {
+                true => ranks.count(keys.value(row), ys.value(row), r.op),
+                false => 0,
+            };
+            Some(count as i64)
+        })
+        .collect();
+    Ok(Arc::new(counts))
 }
 
 /// Folds the accumulators of one probed partition into `into`.
@@ -349,6 +472,11 @@ impl Side {
         for a in &mut accumulators {
             results.push(a.evaluate(EmitTo::All)?);
         }
+        self.value_from(results, rows)
+    }
+
+    /// The value for each of `rows` source rows, from its aggregates' `results`.
+    fn value_from(&self, results: Vec<ArrayRef>, rows: usize) -> DfResult<ArrayRef> {
         let results = RecordBatch::try_new_with_options(
             self.results.clone(),
             results,

@@ -25,6 +25,7 @@ use datafusion::physical_expr::aggregate::LoweredAggregateBuilder;
 use datafusion::physical_plan::ExecutionPlan;
 
 use super::exec::{Aggregate, LookupExec, Out, Side};
+use super::ranked::ranked;
 use super::{Planned, qualified};
 use crate::compile::aggregate::Split;
 
@@ -263,6 +264,7 @@ impl Lookup {
             aggregates: aggregates(state, &self.split.aggregates, &joined)?,
             results: Arc::new(results_schema.as_arrow().clone()),
             value,
+            ranked: ranked(self.residual.as_ref(), &self.split, own, theirs),
         };
         Ok((side, state.create_physical_plan(&other).await?))
     }
