@@ -142,7 +142,7 @@ async fn over_windows(
             &aggs,
             Along {
                 anchored: false,
-                sorted: req.bounded,
+                spills: req.bounded,
             },
             &timeline_name(m),
         )?
@@ -309,7 +309,7 @@ pub(super) async fn entity_history(
             aggs,
             Along {
                 anchored: true,
-                sorted: req.bounded,
+                spills: req.bounded,
             },
             &timeline_name(m),
         )?,

@@ -10,7 +10,7 @@ use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, NullArray, PrimitiveArray, RecordBatch,
     TimestampMicrosecondArray, make_array,
 };
-use datafusion::arrow::compute::{SortOptions, interleave};
+use datafusion::arrow::compute::interleave;
 use datafusion::arrow::datatypes::{
     DataType, Field, Int64Type, Schema, SchemaRef, TimeUnit, TimestampMicrosecondType,
 };
@@ -22,15 +22,12 @@ use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::logical_expr::{EmitTo, Expr, GroupsAccumulator, LogicalPlan, TableType};
 use datafusion::physical_expr::aggregate::AggregateExprBuilder;
 use datafusion::physical_expr::expressions::Column as PhysicalColumn;
-use datafusion::physical_expr::{
-    EquivalenceProperties, GroupsAccumulatorAdapter, LexRequirement, OrderingRequirements,
-    PhysicalExpr, PhysicalSortRequirement,
-};
+use datafusion::physical_expr::{EquivalenceProperties, GroupsAccumulatorAdapter, PhysicalExpr};
 use datafusion::physical_plan::aggregates::group_values::new_group_values;
 use datafusion::physical_plan::aggregates::order::GroupOrdering;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::metrics::{
-    BaselineMetrics, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet,
+    BaselineMetrics, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet, SpillMetrics,
 };
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
@@ -39,7 +36,7 @@ use datafusion::physical_plan::{
 };
 use futures::StreamExt;
 
-use super::runs::{all_of, whole_keys};
+use super::runs::{Spilling, all_of, within_memory};
 use super::states::before_final_step;
 use super::{MergeSpec, Spec};
 use crate::compile::dense;
@@ -162,8 +159,8 @@ impl DisplayAs for TimelineExec {
             } else {
                 ""
             },
-            if self.spec.along.sorted {
-                ", read sorted by key, a run of whole keys at a time"
+            if self.spec.along.spills {
+                ", past its share of memory spilled in buckets of whole keys, merged a bucket at a time"
             } else {
                 ""
             }
@@ -218,36 +215,29 @@ impl ExecutionPlan for TimelineExec {
         )?))
     }
 
-    fn required_input_ordering(&self) -> Vec<Option<OrderingRequirements>> {
-        if !self.spec.along.sorted {
-            return vec![None];
-        }
-        let schema = self.input.schema();
-        let order = self
-            .spec
-            .keys
-            .iter()
-            .chain([&self.spec.interval])
-            .map(|&i| {
-                let column = Arc::new(PhysicalColumn::new(schema.field(i).name(), i));
-                PhysicalSortRequirement::new(column, Some(SortOptions::default()))
-            });
-        vec![LexRequirement::new(order).map(OrderingRequirements::new)]
-    }
-
     fn execute(
         &self,
         partition: usize,
         context: Arc<TaskContext>,
     ) -> DfResult<SendableRecordBatchStream> {
+        // Under a memory limit the operator spills past its fair share of the pool.
+        let spills = self.spec.along.spills;
         let reservation = MemoryConsumer::new(format!("TimelineExec[{partition}]"))
+            .with_can_spill(spills)
             .register(context.memory_pool());
+        let env = context.runtime_env();
         let input = self.input.execute(partition, context)?;
         let baseline = BaselineMetrics::new(&self.metrics, partition);
         // How many runs of whole keys the partials were merged in (one when held whole).
         let runs = MetricBuilder::new(&self.metrics).counter("runs", partition);
-        let held = match self.spec.along.sorted {
-            true => whole_keys(input, self.spec.keys.clone(), reservation),
+        let held = match spills {
+            true => {
+                let spill = Spilling {
+                    env,
+                    metrics: SpillMetrics::new(&self.metrics, partition),
+                };
+                within_memory(input, self.spec.keys.clone(), reservation, spill)
+            }
             false => all_of(input, reservation),
         };
         let (spec, in_schema, full) = (self.spec.clone(), self.input.schema(), self.full.clone());
@@ -838,7 +828,7 @@ mod tests {
             merges: vec![],
             along: Along {
                 anchored: false,
-                sorted: false,
+                spills: false,
             },
         };
         let batches = [batch.slice(0, cut), batch.slice(cut, rows - cut)];
@@ -903,7 +893,7 @@ mod tests {
             ],
             along: Along {
                 anchored: false,
-                sorted: false,
+                spills: false,
             },
         };
         assert!(spec.merges.iter().all(|m| Fold::of(m, &schema).is_some()));

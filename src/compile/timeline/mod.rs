@@ -258,9 +258,9 @@ pub(super) struct Spec {
 pub(super) struct Along {
     /// Only at the periods the key has partials in (the formula ignores the others).
     pub(super) anchored: bool,
-    /// The partials are read sorted by (keys, interval), and only a run of whole keys
-    /// is held at a time: for runs under a memory limit, where the sort spills.
-    pub(super) sorted: bool,
+    /// Under a memory limit: past its fair share of the pool, the operator spills its
+    /// partials in buckets of whole keys and merges a bucket at a time.
+    pub(super) spills: bool,
 }
 
 #[derive(Debug)]
