@@ -492,6 +492,18 @@ fn lookups_by_kpis_operator_and_by_the_join_plan() {
                 "{lead}lookups:\n  n:\n    from: activities\n    on: activities.occurred_at >= leads.created_at\n    value: count(*)\nformula: sum(n)\n"
             ),
         ),
+        (
+            "latest_before.yaml",
+            format!(
+                "{lead}lookups:\n  v:\n    from: activities\n    on: {by_id} and activities.occurred_at < leads.created_at\n    value: max(n)\nformula: sum(v) * 10 + count(v)\n"
+            ),
+        ),
+        (
+            "first_after.yaml",
+            format!(
+                "{lead}lookups:\n  t:\n    from: activities\n    on: leads.lead_id = activities.lead_id and leads.created_at <= activities.occurred_at\n    value: min(occurred_at)\nformula: sum(hours_between(created_at, t))\n"
+            ),
+        ),
     ];
     let metrics: Vec<(&str, &str)> = metrics.iter().map(|(f, y)| (*f, y.as_str())).collect();
     let f = Fixture::new(
@@ -514,6 +526,8 @@ fn lookups_by_kpis_operator_and_by_the_join_plan() {
         "filtered",
         "chained",
         "no_equality",
+        "latest_before",
+        "first_after",
     ];
     // by_value: lead 1 (1 Jan 00:00) has activity 1 (01:00), not 2 (31 Dec): 1; lead 2's
     //   row of 2 Jan has activities 3 and 4: 2, its row of 20 Jan only 4: 1; the lead
@@ -527,15 +541,25 @@ fn lookups_by_kpis_operator_and_by_the_join_plan() {
     //   none, each row of lead 2 (n 3, 4) two: 4.
     // no_equality: activities at or after each row's creation: 1 Jan -> 1, 3, 4, 5
     //   (4); 2 Jan -> 3, 4, 5 (3); 20 Jan -> 4 (1); 4 Jan -> 3, 4, 5 (3). 11.
-    let expected = vec!["2024-01-01", "4", "18", "4008", "2", "4", "11"];
+    // latest_before: the largest n before each row's creation: lead 1 -> 2 (31 Dec);
+    //   lead 2 (2 Jan) none, NULL; lead 2 (20 Jan) -> 3; the lead without an id NULL.
+    //   (2 + 3) * 10 + 2 rows with a value = 52.
+    // first_after (written source side first): the first activity at or after each row's
+    //   creation: lead 1 at 01:00 (1 h), lead 2 (2 Jan) on 10 Jan (192 h), lead 2
+    //   (20 Jan) on 25 Jan (120 h); none for the lead without an id. 313 (hours are
+    //   microseconds over 3.6e9, in floating point: compared to 1e-9).
+    let expected = vec!["2024-01-01", "4", "18", "4008", "2", "4", "11", "52"];
     let range = ["--from", "2024-01-01", "--to", "2024-02-01"];
     for extra in [&[][..], &["--threads", "1"], &["--memory-limit", "64MiB"]] {
         let args = [&names[..], &range, extra].concat();
         let rows = f.rows(&args);
-        assert_eq!(rows[1], expected, "{extra:?}");
+        assert_eq!(rows[1][..8], expected, "{extra:?}");
+        let hours: f64 = rows[1][8].parse().unwrap();
+        assert!((hours - 313.0).abs() < 1e-9, "{extra:?}: {hours}");
     }
     // by_value's count with one comparison beyond its key is counted by rank (a
-    // search among each key's rows sorted by created_at), not pair by pair.
+    // search among each key's rows sorted by created_at), not pair by pair; a min or
+    // max with such a comparison still visits its pairs.
     for (name, operator, ranked) in [
         ("by_value", true, true),
         ("by_hash", true, false),
@@ -543,6 +567,8 @@ fn lookups_by_kpis_operator_and_by_the_join_plan() {
         ("filtered", true, false),
         ("chained", false, false),
         ("no_equality", false, false),
+        ("latest_before", true, false),
+        ("first_after", true, false),
     ] {
         let (code, out, err) = f.kpi("explain", &[&[name, "--physical"][..], &range].concat());
         assert_eq!(code, 0, "{err}");

@@ -296,8 +296,8 @@ mod tests {
     fn rows(n: usize, rng: &mut Rng) -> Vec<(Option<i64>, Option<i64>)> {
         (0..n)
             .map(|_| {
-                let key = (rng.next() % 9 != 0).then(|| (rng.next() % 40) as i64 - 5);
-                let value = (rng.next() % 11 != 0).then(|| (rng.next() % 30) as i64);
+                let key = (!rng.next().is_multiple_of(9)).then(|| (rng.next() % 40) as i64 - 5);
+                let value = (!rng.next().is_multiple_of(11)).then(|| (rng.next() % 30) as i64);
                 (key, value)
             })
             .collect()

@@ -112,13 +112,16 @@ pub(super) fn within_memory(
     .boxed()
 }
 
+/// A bucket's temporary file and the writer of its Arrow IPC stream.
+type BucketFile = (Arc<dyn SpillFile>, StreamWriter<Box<dyn SpillWriter>>);
+
 /// Partials spilled into files by a hash of their keys.
 struct Buckets {
     keys: Vec<usize>,
     schema: SchemaRef,
     spill: Spilling,
     /// Each bucket's file, once it has rows, and its writer until it is finished.
-    files: Vec<Option<(Arc<dyn SpillFile>, StreamWriter<Box<dyn SpillWriter>>)>>,
+    files: Vec<Option<BucketFile>>,
     /// Each bucket's rows not written yet.
     pending: Vec<Vec<RecordBatch>>,
     hashes: Vec<u64>,
