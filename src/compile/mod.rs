@@ -31,6 +31,7 @@ mod relation;
 mod rewrite;
 mod running;
 mod snippet;
+mod spill;
 pub mod stage;
 mod timeline;
 

@@ -36,10 +36,11 @@ use datafusion::physical_plan::{
 };
 use futures::StreamExt;
 
-use super::runs::{Spilling, all_of, within_memory};
+use super::runs::{all_of, within_memory};
 use super::states::before_final_step;
 use super::{MergeSpec, Spec};
 use crate::compile::dense;
+use crate::compile::spill::Spilling;
 
 /// Output rows an accumulator gathers before they are emitted as one batch.
 pub(super) const CHUNK: usize = 8192;
